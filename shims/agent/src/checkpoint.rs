@@ -1,0 +1,226 @@
+//! The checkpoint, seen from inside the JVM.
+//!
+//! 1. Start the dump helper (`crac-java` in helper mode) outside our process tree: CRIU
+//!    cannot dump a tree that contains itself. The helper keeps the JVM's real stdio.
+//! 2. Put placeholder pipes on fds 0, 1 and 2, so the image holds nothing that points at the
+//!    terminal, file or pipe the JVM was started with. The restoring launcher swaps them for
+//!    its own stdio with CRIU's `--inherit-fd`.
+//! 3. Tell the helper to dump, and wait on the channel. One of three things comes back:
+//!    the helper says the dump failed (stdio is handed back), the helper says the JVM keeps
+//!    running (same), or, in a restored copy, the restoring launcher says hello through the
+//!    very same descriptor, which CRIU replaced with the launcher's end.
+
+use crate::config::Config;
+use crate::hooks::REDIRECTED;
+use crate::sys::{drain_pipe, dup_onto, fd_key, warn};
+use crac_shim_proto::{kind, Message, HELPER_ARG, LIST_SEPARATOR, MAX_MESSAGE, NO_CLIENT};
+use nix::sys::socket::{recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use std::ffi::CString;
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+pub enum Outcome {
+    /// The dump did not happen; the JVM goes on as before.
+    Failed(String),
+    /// The dump happened and the JVM goes on (keep_running).
+    Kept,
+    /// This is a restored copy; `pid` is its pid as `ps` shows it, when the launcher said.
+    Restored { pid: Option<u32> },
+}
+
+/// One checkpoint at a time, whoever asks.
+static CHECKPOINT: Mutex<()> = Mutex::new(());
+
+struct Placeholders {
+    /// Installed on fds 0, 1 and 2 for the dump.
+    installed: [OwnedFd; 3],
+    /// The other ends: they keep stdin from reading EOF, and hold what the JVM writes while
+    /// it waits for the dump, to be passed on if it fails.
+    spare: [OwnedFd; 3],
+}
+
+fn placeholders() -> std::io::Result<Placeholders> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    Ok(Placeholders { installed: [in_r, out_w, err_w], spare: [in_w, out_r, err_r] })
+}
+
+pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
+    let _one_at_a_time = CHECKPOINT.lock().unwrap_or_else(|p| p.into_inner());
+    match prepare_and_dump(config, client) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            warn(&format!("checkpoint failed: {e}"));
+            Outcome::Failed(e.to_string())
+        }
+    }
+}
+
+fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result<Outcome> {
+    let (agent_end, helper_end) =
+        socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    let places = placeholders()?;
+    let mut dump = Message::new(kind::DUMP)
+        .with("pid", std::process::id())
+        .with("dir", &config.checkpoint_to)
+        .with("criu", &config.criu)
+        .with("channel", fd_key(agent_end.as_fd())?)
+        .with("perf_memfd", REDIRECTED.load(std::sync::atomic::Ordering::Acquire));
+    for (name, fd) in ["stdin", "stdout", "stderr"].iter().zip(&places.installed) {
+        dump.push(name, fd_key(fd.as_fd())?);
+    }
+    if !config.criu_args.is_empty() {
+        dump.push("criu_args", config.criu_args.join(&LIST_SEPARATOR.to_string()));
+    }
+
+    spawn_helper(&config.launcher, &helper_end, client.as_ref())?;
+    drop(helper_end);
+    drop(client);
+
+    for (target, fd) in places.installed.iter().enumerate() {
+        dup_onto(fd.as_fd(), target as RawFd)?;
+    }
+    drop(places.installed);
+
+    nix::sys::socket::send(agent_end.as_raw_fd(), &dump.encode(), MsgFlags::empty())?;
+    let (reply, stdio) = receive(&agent_end)?;
+    Ok(finish(reply, stdio, places.spare))
+}
+
+fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, spare: [OwnedFd; 3]) -> Outcome {
+    let give_back_stdio = |stdio: &[OwnedFd]| {
+        for (target, fd) in stdio.iter().take(3).enumerate() {
+            let _ = dup_onto(fd.as_fd(), target as RawFd);
+        }
+        drain_pipe(&spare[1], 1);
+        drain_pipe(&spare[2], 2);
+    };
+    match reply {
+        Some(m) if m.kind == kind::FAILED => {
+            give_back_stdio(&stdio);
+            Outcome::Failed(m.get("error").unwrap_or("the dump failed").to_string())
+        }
+        Some(m) if m.kind == kind::KEPT => {
+            give_back_stdio(&stdio);
+            Outcome::Kept
+        }
+        Some(m) if m.kind == kind::RESTORED => Outcome::Restored { pid: m.get("pid").and_then(|p| p.parse().ok()) },
+        Some(m) => {
+            warn(&format!("unexpected message {:?} on the checkpoint channel", m.kind));
+            Outcome::Restored { pid: None }
+        }
+        None => {
+            // Either the helper died without a word (then our stdio is gone with it), or we
+            // are a copy restored by something that never said hello.
+            warn("the checkpoint channel closed without an answer");
+            Outcome::Restored { pid: None }
+        }
+    }
+}
+
+/// Waits for the one reply on the channel, with any descriptors passed along.
+fn receive(channel: &OwnedFd) -> std::io::Result<(Option<Message>, Vec<OwnedFd>)> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let mut cmsg = nix::cmsg_space!([RawFd; 3]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = match recvmsg::<()>(channel.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut fds = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: SCM_RIGHTS installed these descriptors in our table for us.
+                fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+        let len = msg.bytes;
+        if len == 0 {
+            return Ok((None, fds));
+        }
+        return match Message::decode(&buf[..len]) {
+            Ok(m) => Ok((Some(m), fds)),
+            Err(e) => Err(std::io::Error::other(format!("bad message on the checkpoint channel: {e}"))),
+        };
+    }
+}
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// Starts `launcher` in helper mode as an orphan (double fork), so that it is not in the
+/// JVM's process tree. Its stdio is the JVM's current stdio.
+fn spawn_helper(launcher: &str, channel: &OwnedFd, client: Option<&OwnedFd>) -> std::io::Result<()> {
+    let path = CString::new(launcher).map_err(std::io::Error::other)?;
+    let channel_fd = channel.as_raw_fd();
+    let client_fd = client.map_or(NO_CLIENT, |c| c.as_raw_fd());
+    let args = [
+        path.clone(),
+        CString::new(HELPER_ARG).map_err(std::io::Error::other)?,
+        CString::new(channel_fd.to_string()).map_err(std::io::Error::other)?,
+        CString::new(client_fd.to_string()).map_err(std::io::Error::other)?,
+    ];
+    let argv: Vec<*const libc::c_char> =
+        args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    // SAFETY: reading the process environment pointer; nothing modifies it concurrently
+    // (the JVM does not call setenv).
+    let envp = unsafe { environ };
+
+    // SAFETY: after fork in a multithreaded process the child only calls async-signal-safe
+    // functions (fork, setsid, sigprocmask, fcntl, execve, _exit) on data prepared above.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        // SAFETY: see above; this never returns.
+        unsafe { helper_child(path.as_ptr(), argv.as_ptr(), envp, channel_fd, client_fd) }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for the child we just forked.
+        let r = unsafe { libc::waitpid(child, &mut status, 0) };
+        if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(std::io::Error::other("cannot start the dump helper (fork failed)"));
+    }
+    Ok(())
+}
+
+/// # Safety
+/// Only to be called in a freshly forked child; the pointers must stay valid (they do: the
+/// child has its own copy of the parent's memory).
+unsafe fn helper_child(
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    channel_fd: RawFd,
+    client_fd: RawFd,
+) -> ! {
+    // SAFETY: async-signal-safe calls only, as required after fork.
+    unsafe {
+        let grandchild = libc::fork();
+        if grandchild != 0 {
+            libc::_exit(if grandchild < 0 { 1 } else { 0 });
+        }
+        libc::setsid();
+        let mut empty = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::fcntl(channel_fd, libc::F_SETFD, 0);
+        if client_fd >= 0 {
+            libc::fcntl(client_fd, libc::F_SETFD, 0);
+        }
+        libc::execve(path, argv, envp);
+        libc::_exit(127)
+    }
+}

@@ -1,0 +1,65 @@
+//! The agent's configuration, handed over by `crac-java` in the environment.
+
+use crac_shim_proto::{env, LIST_SEPARATOR};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub checkpoint_to: String,
+    pub launcher: String,
+    pub criu: String,
+    pub criu_args: Vec<String>,
+    pub runtime_dir: String,
+}
+
+/// Reads the configuration and removes every trace of the agent from the environment.
+/// Returns `None` (and leaves the environment alone) when the agent was preloaded by
+/// something other than `crac-java`.
+pub fn capture_and_scrub() -> Option<Config> {
+    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let config = Config {
+        checkpoint_to: get(env::CHECKPOINT_TO)?,
+        launcher: get(env::LAUNCHER)?,
+        criu: get(env::CRIU)?,
+        criu_args: get(env::CRIU_ARGS)
+            .map(|v| v.split(LIST_SEPARATOR).map(str::to_string).collect())
+            .unwrap_or_default(),
+        runtime_dir: get(env::RUNTIME_DIR)?,
+    };
+    let agent = get(env::AGENT);
+    // Runs in the loader's constructor: no other thread exists yet, so changing the
+    // environment cannot race with a reader.
+    if let Some(preload) = get("LD_PRELOAD") {
+        let rest = without_entry(&preload, agent.as_deref());
+        if rest.is_empty() {
+            std::env::remove_var("LD_PRELOAD");
+        } else {
+            std::env::set_var("LD_PRELOAD", rest);
+        }
+    }
+    for name in env::ALL {
+        std::env::remove_var(name);
+    }
+    Some(config)
+}
+
+/// `LD_PRELOAD` without the agent's entry (entries are separated by colons or spaces).
+fn without_entry(preload: &str, agent: Option<&str>) -> String {
+    preload
+        .split([':', ' '])
+        .filter(|e| !e.is_empty())
+        .filter(|e| Some(*e) != agent && !e.ends_with("/libcrac_shim_agent.so"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preload_loses_only_the_agent() {
+        let agent = "/opt/x/libcrac_shim_agent.so";
+        assert_eq!(without_entry(agent, Some(agent)), "");
+        assert_eq!(without_entry(&format!("/a.so:{agent} /b.so"), Some(agent)), "/a.so:/b.so");
+    }
+}

@@ -1,0 +1,121 @@
+//! The control thread: a unix socket per JVM that `crac-jcmd` talks to.
+
+use crate::checkpoint::{self, Outcome};
+use crate::config::Config;
+use crate::sys::warn;
+use crac_shim_proto::{exit_line, socket_path, Request};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+/// How long a client may take to send its one-line request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn start(config: Config) {
+    let spawned = std::thread::Builder::new()
+        .name("crac-shim-control".into())
+        .spawn(move || run(config));
+    if let Err(e) = spawned {
+        warn(&format!("cannot start the control thread ({e}); checkpoints are unavailable"));
+    }
+}
+
+fn block_signals() {
+    // Signals meant for the JVM must reach its own threads, never this one.
+    // SAFETY: sigfillset/pthread_sigmask on a local, initialized set.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn run(config: Config) {
+    block_signals();
+    let mut pid = std::process::id();
+    loop {
+        let path = socket_path(&config.runtime_dir, pid);
+        let listener = match bind(&config.runtime_dir, &path) {
+            Ok(l) => l,
+            Err(e) => {
+                warn(&format!("cannot open the control socket {path}: {e}; crac-jcmd cannot reach this JVM"));
+                return;
+            }
+        };
+        pid = serve(&config, listener, &path, pid);
+    }
+}
+
+/// Creates the private runtime directory (or checks that an existing one is ours and
+/// private) and binds the socket in it.
+fn bind(dir: &str, path: &str) -> std::io::Result<UnixListener> {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{dir} is not a private directory owned by uid {uid} (remove it or fix its mode to 0700)"
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Answers clients until a checkpoint ends this incarnation; returns the pid to listen as.
+fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
+    for conn in listener.incoming() {
+        let Ok(mut stream) = conn else { continue };
+        match read_request(&mut stream) {
+            Err(message) => {
+                let _ = stream.write_all(format!("{message}\n{}", exit_line(1)).as_bytes());
+            }
+            Ok(Request::Describe) => {
+                let _ = stream.write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
+            }
+            Ok(Request::Checkpoint) => {
+                // The socket must not be part of the image: close it and its name now.
+                drop(listener);
+                let _ = std::fs::remove_file(path);
+                return match checkpoint::run(config, Some(stream.into())) {
+                    Outcome::Restored { pid: Some(new_pid) } => new_pid,
+                    Outcome::Restored { pid: None } => std::process::id(),
+                    Outcome::Failed(_) | Outcome::Kept => pid,
+                };
+            }
+        }
+    }
+    pid
+}
+
+fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    let creds = getsockopt(&*stream, PeerCredentials).map_err(|e| format!("cannot identify the client: {e}"))?;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if creds.uid() != uid && creds.uid() != 0 {
+        return Err(format!(
+            "refused: uid {} may not control this JVM (owned by uid {uid})",
+            creds.uid()
+        ));
+    }
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| e.to_string())?;
+    let mut line = Vec::with_capacity(64);
+    let mut byte = [0u8; 1];
+    while line.len() < 4096 {
+        match stream.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) => return Err(format!("no request received: {e}")),
+        }
+    }
+    Request::decode(&line).map_err(|e| format!("bad request: {e}"))
+}

@@ -1,0 +1,35 @@
+//! The crac-shim agent, preloaded into the JVM by `crac-java -XX:CRaCCheckpointTo=DIR`.
+//!
+//! It starts from an `.init_array` entry, before the JVM exists: it takes its configuration
+//! from the environment (and removes it, so the JVM's children do not inherit the agent),
+//! arms the perf-data redirection in the `open` hooks, and starts the control thread that
+//! answers `crac-jcmd` and drives the checkpoint.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+
+mod checkpoint;
+mod config;
+mod control;
+mod guard;
+mod hooks;
+mod real;
+mod sys;
+
+use std::ffi::c_char;
+use std::ffi::c_int;
+
+/// Runs when the dynamic loader maps the agent, before `main` of the `java` launcher.
+extern "C" fn agent_init(_argc: c_int, _argv: *const *const c_char, _envp: *const *const c_char) {
+    real::resolve_all();
+    let Some(config) = config::capture_and_scrub() else {
+        return;
+    };
+    hooks::arm_perf_redirect(std::process::id());
+    control::start(config);
+}
+
+#[cfg(not(test))]
+#[used]
+#[link_section = ".init_array"]
+static AGENT_INIT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = agent_init;

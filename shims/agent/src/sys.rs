@@ -1,0 +1,92 @@
+//! Small system helpers for the agent (outside the hook fast path unless noted).
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// Formats into a fixed stack buffer: usable on the hook path (no allocation).
+pub struct StackWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> StackWriter<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        StackWriter { buf, len: 0 }
+    }
+
+    #[must_use]
+    pub fn push(&mut self, bytes: &[u8]) -> bool {
+        let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) else {
+            return false;
+        };
+        dst.copy_from_slice(bytes);
+        self.len += bytes.len();
+        true
+    }
+
+    #[must_use]
+    pub fn push_u64(&mut self, mut n: u64) -> bool {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..])
+    }
+}
+
+/// The key CRIU uses for this descriptor's open file (`pipe:[N]`, `socket:[N]`).
+pub fn fd_key(fd: BorrowedFd<'_>) -> std::io::Result<String> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// `dup2` that keeps the target open across exec (dup2 clears FD_CLOEXEC on the target).
+pub fn dup_onto(src: BorrowedFd<'_>, target: RawFd) -> std::io::Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table; `src` is a valid open descriptor.
+    if unsafe { libc::dup2(src.as_raw_fd(), target) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Writes everything, retrying on EINTR; errors are ignored because the destination (the
+/// JVM's stdout) may legitimately be gone.
+pub fn write_all_raw(fd: RawFd, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: bytes is a valid readable slice for its length.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Copies whatever is buffered in the pipe `from` to `to` without blocking.
+pub fn drain_pipe(from: &OwnedFd, to: RawFd) {
+    let fd = from.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        write_all_raw(to, &buf[..n as usize]);
+    }
+}
+
+/// A one-line warning on the JVM's stderr, prefixed like the JVM's own warnings.
+pub fn warn(message: &str) {
+    write_all_raw(2, format!("crac-shim: {message}\n").as_bytes());
+}

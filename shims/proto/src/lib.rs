@@ -1,0 +1,269 @@
+//! What the launcher, `crac-jcmd`, the dump helper and the preloaded agent say to each other.
+//!
+//! This crate is deliberately free of hooks and of any dependency, so that both the launcher
+//! and the agent can link it without the launcher interposing on its own `open`.
+
+use std::fmt;
+
+/// Environment variables the launcher sets for the agent. The agent removes them (and its own
+/// `LD_PRELOAD` entry) from the environment at start-up, so that programs the JVM starts do not
+/// inherit them.
+pub mod env {
+    /// Marks a JVM started by `crac-java` with a checkpoint directory.
+    pub const CHECKPOINT_TO: &str = "CRAC_SHIM_CHECKPOINT_TO";
+    /// Absolute path of the `crac-java` binary, run by the agent as the dump helper.
+    pub const LAUNCHER: &str = "CRAC_SHIM_LAUNCHER";
+    /// Absolute path of the version-checked CRIU binary.
+    pub const CRIU: &str = "CRAC_SHIM_CRIU";
+    /// Extra CRIU arguments, separated by ASCII unit separators.
+    pub const CRIU_ARGS: &str = "CRAC_SHIM_CRIU_ARGS";
+    /// Absolute path of the agent library, so that it can be removed from `LD_PRELOAD`.
+    pub const AGENT: &str = "CRAC_SHIM_AGENT";
+    /// Directory holding the control sockets (one per JVM).
+    pub const RUNTIME_DIR: &str = "CRAC_SHIM_RUNTIME_DIR";
+    /// Every variable above, for scrubbing.
+    pub const ALL: [&str; 6] = [CHECKPOINT_TO, LAUNCHER, CRIU, CRIU_ARGS, AGENT, RUNTIME_DIR];
+}
+
+/// Separator for list values carried in one environment variable or field.
+pub const LIST_SEPARATOR: char = '\u{1f}';
+
+/// The hidden first argument that turns `crac-java` into the dump helper.
+pub const HELPER_ARG: &str = "--crac-shim-internal-dump";
+
+/// The helper's command line is `crac-java HELPER_ARG <channel fd> <client fd or -1>`; its
+/// stdin, stdout and stderr are the JVM's original ones, which the agent replaces by
+/// placeholders for the dump.
+pub const NO_CLIENT: i32 = -1;
+
+/// Largest message accepted on the control socket or the checkpoint channel.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Name of our metadata file inside an image directory.
+pub const METADATA_FILE: &str = "crac-shim.meta";
+/// Version of the image layout and metadata this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Default directory for control sockets: private to the user, one socket per JVM.
+pub fn default_runtime_dir(uid: u32) -> String {
+    format!("/tmp/crac-shim-{uid}")
+}
+
+/// Path of the control socket of the JVM with (root namespace) pid `pid`.
+pub fn socket_path(runtime_dir: &str, pid: u32) -> String {
+    format!("{runtime_dir}/{pid}.sock")
+}
+
+/// A request on the control socket: one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Checkpoint now (what `jcmd <pid> JDK.checkpoint` does).
+    Checkpoint,
+    /// Describe the JVM (for listings).
+    Describe,
+}
+
+impl Request {
+    pub fn encode(&self) -> &'static str {
+        match self {
+            Request::Checkpoint => "checkpoint\n",
+            Request::Describe => "describe\n",
+        }
+    }
+
+    pub fn decode(line: &[u8]) -> Result<Request, DecodeError> {
+        let line = std::str::from_utf8(line).map_err(|_| DecodeError::NotUtf8)?;
+        match line.trim_end_matches(['\n', '\r']) {
+            "checkpoint" => Ok(Request::Checkpoint),
+            "describe" => Ok(Request::Describe),
+            other => Err(DecodeError::UnknownRequest(truncate(other, 40).to_string())),
+        }
+    }
+}
+
+/// The last line of every answer on the control socket: `exit N`, the status `crac-jcmd`
+/// exits with. Lines before it are printed as they are.
+pub fn exit_line(code: i32) -> String {
+    format!("exit {code}\n")
+}
+
+/// Reads the status from an answer's last line.
+pub fn parse_exit_line(line: &str) -> Option<i32> {
+    line.trim_end().strip_prefix("exit ")?.parse().ok()
+}
+
+/// A message on the checkpoint channel: a kind and ordered `key=value` fields. Keys may repeat.
+///
+/// Wire form: the kind on the first line, then one `key=value` line per field; newlines and
+/// backslashes in values are escaped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    pub kind: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// Kinds of channel messages.
+pub mod kind {
+    /// Agent to helper: everything the dump needs (the JVM is ready to be dumped).
+    pub const DUMP: &str = "dump";
+    /// Helper to agent: the dump failed; the original stdio comes along as SCM_RIGHTS.
+    pub const FAILED: &str = "failed";
+    /// Helper to agent: the dump succeeded and the JVM keeps running (stdio comes along).
+    pub const KEPT: &str = "kept";
+    /// Restoring launcher to restored agent: the restore is done; here is what changed.
+    pub const RESTORED: &str = "restored";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    TooLarge(usize),
+    NotUtf8,
+    Empty,
+    BadKind,
+    BadField(String),
+    BadEscape,
+    UnknownRequest(String),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::TooLarge(n) => write!(f, "message of {n} bytes exceeds {MAX_MESSAGE}"),
+            DecodeError::NotUtf8 => write!(f, "message is not UTF-8"),
+            DecodeError::Empty => write!(f, "empty message"),
+            DecodeError::BadKind => write!(f, "message kind is not a plain word"),
+            DecodeError::BadField(l) => write!(f, "malformed field line {l:?}"),
+            DecodeError::BadEscape => write!(f, "bad escape in field value"),
+            DecodeError::UnknownRequest(r) => write!(f, "unknown request {r:?}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+impl Message {
+    pub fn new(kind: &str) -> Message {
+        Message { kind: kind.to_string(), fields: Vec::new() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl fmt::Display) -> Message {
+        self.fields.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn push(&mut self, key: &str, value: impl fmt::Display) {
+        self.fields.push((key.to_string(), value.to_string()));
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(64);
+        out.push_str(&self.kind);
+        out.push('\n');
+        for (k, v) in &self.fields {
+            out.push_str(k);
+            out.push('=');
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        if bytes.len() > MAX_MESSAGE {
+            return Err(DecodeError::TooLarge(bytes.len()));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
+        let mut lines = text.lines();
+        let kind = lines.next().ok_or(DecodeError::Empty)?;
+        if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(DecodeError::BadKind);
+        }
+        let mut message = Message::new(kind);
+        for line in lines {
+            let (key, raw) = line
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .ok_or_else(|| DecodeError::BadField(truncate(line, 40).to_string()))?;
+            message.fields.push((key.to_string(), unescape(raw)?));
+        }
+        Ok(message)
+    }
+}
+
+fn unescape(raw: &str) -> Result<String, DecodeError> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            _ => return Err(DecodeError::BadEscape),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_round_trips_awkward_values() {
+        let m = Message::new(kind::RESTORED)
+            .with("prop", "a=b\nc\\d")
+            .with("prop", "")
+            .with("pid", 42);
+        let decoded = Message::decode(&m.encode()).unwrap();
+        assert_eq!(decoded, m);
+        assert_eq!(decoded.get_all("prop").collect::<Vec<_>>(), ["a=b\nc\\d", ""]);
+        assert_eq!(decoded.get("pid"), Some("42"));
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_panicking() {
+        assert_eq!(Message::decode(b""), Err(DecodeError::Empty));
+        assert_eq!(Message::decode(b"\xff\xfe"), Err(DecodeError::NotUtf8));
+        assert_eq!(Message::decode(b"Dump\n"), Err(DecodeError::BadKind));
+        assert!(matches!(Message::decode(b"dump\nnovalue\n"), Err(DecodeError::BadField(_))));
+        assert_eq!(Message::decode(b"dump\nk=\\x\n"), Err(DecodeError::BadEscape));
+        let huge = vec![b'a'; MAX_MESSAGE + 1];
+        assert!(matches!(Message::decode(&huge), Err(DecodeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn requests_decode() {
+        assert_eq!(Request::decode(b"checkpoint\n"), Ok(Request::Checkpoint));
+        assert_eq!(Request::decode(Request::Describe.encode().as_bytes()), Ok(Request::Describe));
+        assert!(Request::decode(b"rm -rf /\n").is_err());
+        assert_eq!(parse_exit_line("exit 3\n"), Some(3));
+        assert_eq!(parse_exit_line(&exit_line(0)), Some(0));
+        assert_eq!(parse_exit_line("exit x"), None);
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    crac_shim::launcher::main()
+}

@@ -1,0 +1,213 @@
+//! Reads `crac-java`'s command line: java's own, with a few CRaC options mixed in.
+//!
+//! java's single-dash long options (`-cp`, `-XX:...`) do not fit getopt-style parsers, so the
+//! arguments are classified by hand. Only options before the main class (or `-jar FILE`,
+//! `-m MODULE`, a source file) are java options; everything after is the program's and is
+//! never touched.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Invocation {
+    pub checkpoint_to: Option<PathBuf>,
+    pub restore_from: Option<PathBuf>,
+    pub java: Option<PathBuf>,
+    pub help: bool,
+    pub version: bool,
+    pub man: Option<String>,
+    /// Everything else, in order: what java gets.
+    pub java_args: Vec<OsString>,
+    /// `-Dname=value` options given with a restore, in order.
+    pub restore_properties: Vec<String>,
+    /// True when no option of ours was seen: the argument list goes to java unchanged.
+    pub passthrough: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum UsageError {
+    Unknown(String),
+    MissingValue(&'static str),
+    Conflict,
+    NotUtf8(&'static str),
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::Unknown(o) => write!(
+                f,
+                "unrecognized option {o}: crac-java knows -XX:CRaCCheckpointTo, -XX:CRaCRestoreFrom and -XX:CRaCShimJava (see crac-java --crac-help)"
+            ),
+            UsageError::MissingValue(o) => write!(f, "{o} needs a value, as in {o}=/path"),
+            UsageError::Conflict => {
+                write!(f, "-XX:CRaCCheckpointTo and -XX:CRaCRestoreFrom cannot be used together (a restored JVM keeps the checkpoint directory it was started with)")
+            }
+            UsageError::NotUtf8(o) => write!(f, "{o} must be valid UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// java options whose value is the next argument.
+const TAKES_VALUE: &[&str] = &[
+    "-cp",
+    "-classpath",
+    "--class-path",
+    "-p",
+    "--module-path",
+    "--upgrade-module-path",
+    "--add-modules",
+    "--limit-modules",
+    "--add-exports",
+    "--add-opens",
+    "--add-reads",
+    "--patch-module",
+    "--enable-native-access",
+    "--source",
+    "-d",
+    "--describe-module",
+    "-splash",
+];
+
+/// Options after which the remaining arguments belong to the program.
+const ENDS_OPTIONS_WITH_VALUE: &[&str] = &["-jar", "-m", "--module"];
+
+pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
+    let mut inv = Invocation { passthrough: true, ..Invocation::default() };
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        let bytes = arg.as_bytes();
+        let text = String::from_utf8_lossy(bytes);
+        if !bytes.starts_with(b"-") || bytes == b"-" {
+            // The main class, a source file or an @argfile: the rest is not ours to read.
+            // (@argfiles are java's business and pass through.)
+            let is_argfile = bytes.starts_with(b"@");
+            inv.java_args.push(arg);
+            if !is_argfile {
+                inv.java_args.extend(iter);
+                break;
+            }
+            continue;
+        }
+        if TAKES_VALUE.contains(&text.as_ref()) {
+            inv.java_args.push(arg);
+            inv.java_args.extend(iter.next());
+            continue;
+        }
+        if ENDS_OPTIONS_WITH_VALUE.contains(&text.as_ref()) {
+            inv.java_args.push(arg);
+            inv.java_args.extend(iter);
+            break;
+        }
+        if let Some(crac) = text.strip_prefix("-XX:").filter(|r| {
+            let name = r.trim_start_matches(['+', '-']);
+            name.starts_with("CRaC")
+        }) {
+            inv.passthrough = false;
+            let (name, value) = match crac.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (crac, None),
+            };
+            let value = |flag: &'static str| -> Result<PathBuf, UsageError> {
+                match value {
+                    Some(v) if !v.is_empty() => {
+                        std::str::from_utf8(bytes).map_err(|_| UsageError::NotUtf8(flag))?;
+                        Ok(PathBuf::from(v))
+                    }
+                    _ => Err(UsageError::MissingValue(flag)),
+                }
+            };
+            match name {
+                "CRaCCheckpointTo" => inv.checkpoint_to = Some(value("-XX:CRaCCheckpointTo")?),
+                "CRaCRestoreFrom" => inv.restore_from = Some(value("-XX:CRaCRestoreFrom")?),
+                "CRaCShimJava" => inv.java = Some(value("-XX:CRaCShimJava")?),
+                _ => return Err(UsageError::Unknown(format!("-XX:{crac}"))),
+            }
+            continue;
+        }
+        match text.as_ref() {
+            "--crac-help" => {
+                inv.passthrough = false;
+                inv.help = true;
+                continue;
+            }
+            "--crac-version" => {
+                inv.passthrough = false;
+                inv.version = true;
+                continue;
+            }
+            "--crac-man" => {
+                inv.passthrough = false;
+                inv.man = Some(iter.next().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(prop) = text.strip_prefix("-D") {
+            if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+                inv.restore_properties.push(prop.to_string());
+            }
+        }
+        inv.java_args.push(arg);
+    }
+    if inv.checkpoint_to.is_some() && inv.restore_from.is_some() {
+        return Err(UsageError::Conflict);
+    }
+    Ok(inv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn plain_java_command_lines_pass_through_untouched() {
+        for line in [
+            &["-version"][..],
+            &["--help"],
+            &["-cp", "a b.jar", "Main", "x y"],
+            &["@opts.txt", "-jar", "x.jar", "-Dprop=1", "-XX:CRaCCheckpointTo=/not/ours"],
+            &["--module-path", "mods", "-m", "app/app.Main", "-XX:CRaCRestoreFrom=x"],
+            &["Main", "--crac-help"],
+        ] {
+            let inv = parse(args(line)).unwrap();
+            assert!(inv.passthrough, "{line:?}");
+            assert_eq!(inv.java_args, args(line));
+        }
+    }
+
+    #[test]
+    fn crac_options_are_taken_out() {
+        let inv = parse(args(&["-Xmx64m", "-XX:CRaCCheckpointTo=/tmp/cp", "-cp", "-XX:CRaCRestoreFrom=x", "Main", "-XX:CRaCShimJava=y"])).unwrap();
+        assert!(!inv.passthrough);
+        assert_eq!(inv.checkpoint_to, Some(PathBuf::from("/tmp/cp")));
+        assert_eq!(inv.restore_from, None, "a -cp value is not an option");
+        assert_eq!(inv.java_args, args(&["-Xmx64m", "-cp", "-XX:CRaCRestoreFrom=x", "Main", "-XX:CRaCShimJava=y"]));
+    }
+
+    #[test]
+    fn restore_collects_properties() {
+        let inv = parse(args(&["-XX:CRaCRestoreFrom=/tmp/cp", "-Da=1", "-Db=x=y"])).unwrap();
+        assert_eq!(inv.restore_from, Some(PathBuf::from("/tmp/cp")));
+        assert_eq!(inv.restore_properties, ["a=1", "b=x=y"]);
+    }
+
+    #[test]
+    fn bad_crac_options_are_refused() {
+        assert_eq!(parse(args(&["-XX:CRaCCheckpointTo="])), Err(UsageError::MissingValue("-XX:CRaCCheckpointTo")));
+        assert_eq!(parse(args(&["-XX:CRaCRestoreFrom"])), Err(UsageError::MissingValue("-XX:CRaCRestoreFrom")));
+        assert!(matches!(parse(args(&["-XX:+CRaCBogus"])), Err(UsageError::Unknown(_))));
+        assert_eq!(
+            parse(args(&["-XX:CRaCCheckpointTo=a", "-XX:CRaCRestoreFrom=b"])),
+            Err(UsageError::Conflict)
+        );
+    }
+}

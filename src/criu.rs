@@ -1,0 +1,223 @@
+//! Finding a CRIU that works here, building its command lines, and reading its logs.
+
+use anyhow::{bail, Result};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// CRIU 4.1 cannot dump TCP/UDP sockets on Linux >= 6.16, and Debian 12's 3.17 fails
+/// `criu check` on recent kernels, so nothing older than 4.2 is used.
+pub const MIN_VERSION: (u32, u32) = (4, 2);
+
+const HOW_TO_GET: &str = "run scripts/setup (it builds CRIU 4.2 from Debian's source package) or set CRAC_CRIU_PATH to a criu >= 4.2";
+
+#[derive(Debug, Clone)]
+pub struct Criu {
+    pub path: PathBuf,
+    pub version: String,
+}
+
+/// Parses `criu --version` output ("Version: 4.2.1").
+pub fn parse_version(output: &str) -> Option<(u32, u32, u32)> {
+    let v = output.lines().find_map(|l| l.trim().strip_prefix("Version:"))?.trim();
+    let mut parts = v.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
+}
+
+fn version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
+    let out = Command::new(path)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = parse_version(&text).ok_or_else(|| format!("{} does not look like CRIU (no version)", path.display()))?;
+    Ok((format!("{}.{}.{}", v.0, v.1, v.2), v))
+}
+
+/// Where to look, in CRaC's order: explicit, `CRAC_CRIU_PATH`, bundled next to us, PATH.
+pub fn locate(explicit: Option<&Path>) -> Result<Criu> {
+    let env = std::env::var_os("CRAC_CRIU_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some((p, source)) = explicit.map(|p| (p.to_path_buf(), "-XX:CRaCEngine")).or(env.map(|p| (p, "CRAC_CRIU_PATH"))) {
+        return check(&p).map_err(|e| anyhow::anyhow!("{source}: {e}; {HOW_TO_GET}"));
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("criu"));
+            candidates.push(dir.join("../lib/crac-shim/criu"));
+        }
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        candidates.push(dir.join("criu"));
+    }
+    candidates.push(PathBuf::from("/usr/sbin/criu"));
+    let mut rejected = Vec::new();
+    for c in candidates.iter().filter(|c| c.is_file()) {
+        match check(c) {
+            Ok(criu) => return Ok(criu),
+            Err(e) => rejected.push(e),
+        }
+    }
+    if let Some(first) = rejected.first() {
+        bail!("no usable CRIU: {first}; {HOW_TO_GET}");
+    }
+    bail!("CRIU not found; {HOW_TO_GET}")
+}
+
+fn check(path: &Path) -> Result<Criu, String> {
+    let path = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (version, v) = version_of(&path)?;
+    if (v.0, v.1) < MIN_VERSION {
+        return Err(format!(
+            "CRIU {version} at {} is too old (crac-shim needs {}.{} or later)",
+            path.display(),
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        ));
+    }
+    Ok(Criu { path, version })
+}
+
+/// Checks that we may run CRIU: root with the capabilities it needs, or (issue: rootless) a
+/// CRIU binary with file capabilities.
+pub fn check_privilege(criu: &Criu) -> Result<()> {
+    use caps::{CapSet, Capability};
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        let has_file_caps = xattr_len(&criu.path, "security.capability") > 0;
+        if !has_file_caps {
+            bail!(
+                "not enough privilege: CRIU needs root, or CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE on its binary (as root: setcap cap_checkpoint_restore,cap_sys_ptrace+eip {})",
+                criu.path.display()
+            );
+        }
+        return Ok(());
+    }
+    let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
+    for needed in [Capability::CAP_SYS_ADMIN, Capability::CAP_SYS_PTRACE, Capability::CAP_CHECKPOINT_RESTORE] {
+        if !effective.contains(&needed) {
+            bail!("not enough privilege: CRIU needs {needed}, which this process does not have (run as root outside a restricted container, or grant {needed})");
+        }
+    }
+    Ok(())
+}
+
+fn xattr_len(path: &Path, name: &str) -> isize {
+    let (Ok(p), Ok(n)) = (
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()),
+        std::ffi::CString::new(name),
+    ) else {
+        return -1;
+    };
+    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks only for the size.
+    unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) }
+}
+
+/// Options shared by dump and restore: the JVM is a job of somebody's shell (not a session
+/// leader), and its control files use locks.
+fn common_args() -> Vec<String> {
+    vec!["--shell-job".into(), "--file-locks".into()]
+}
+
+/// `criu dump` of the JVM `pid` into `dir`; `external_unix` are the inodes of unix sockets
+/// whose peers are outside the JVM on purpose (the checkpoint channel).
+pub fn dump_args(pid: u32, dir: &Path, log: &str, external_unix: &[u64], extra: &[String]) -> Vec<String> {
+    let mut a = vec!["dump".into(), "-t".into(), pid.to_string(), "-D".into(), dir.display().to_string()];
+    a.extend(["-o".into(), log.into(), "-v4".into()]);
+    a.extend(common_args());
+    for ino in external_unix {
+        a.push("--external".into());
+        a.push(format!("unix[{ino}]"));
+    }
+    a.extend(extra.iter().cloned());
+    a
+}
+
+/// `criu restore` of `dir`, detached, with the restored JVM as our sibling (so the caller
+/// is its parent). `inherit` maps our descriptor numbers to image keys.
+pub fn restore_args(dir: &Path, work_dir: &Path, log: &str, inherit: &[(i32, String)], extra: &[String]) -> Vec<String> {
+    let mut a = vec!["restore".into(), "-D".into(), dir.display().to_string(), "-W".into(), work_dir.display().to_string()];
+    a.extend(["-o".into(), log.into(), "-v2".into(), "-d".into(), "-S".into()]);
+    a.extend(common_args());
+    for (fd, key) in inherit {
+        a.push("--inherit-fd".into());
+        a.push(format!("fd[{fd}]:{key}"));
+    }
+    a.extend(extra.iter().cloned());
+    a
+}
+
+/// The first line of a CRIU log that explains a failure: the first `Error` line, minus the
+/// timestamp and source location, skipping known noise.
+pub fn first_error(log: &str) -> Option<String> {
+    log.lines()
+        .filter(|l| l.contains("Error (") || l.contains("Error:"))
+        .filter(|l| !l.contains("Can't setup RLIMIT_NOFILE"))
+        .map(|l| match l.find("): ") {
+            Some(i) if l.contains("Error (") => l[i + 3..].trim().to_string(),
+            _ => l.trim().trim_start_matches(|c: char| c == '(' || c.is_ascii_digit() || c == '.' || c == ')').trim().to_string(),
+        })
+        .find(|l| !l.is_empty())
+}
+
+/// Key of a unix socket in `--external unix[N]`, from a `socket:[N]` descriptor key.
+pub fn socket_inode(key: &str) -> Option<u64> {
+    key.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Runs `criu check` quietly: used by set-up and by tests to skip with a reason.
+pub fn works(criu: &Criu) -> bool {
+    Command::new(&criu.path)
+        .arg("check")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Owner uid of a path (for messages and checks).
+pub fn owner(path: &Path) -> Option<u32> {
+    std::fs::metadata(path).ok().map(|m| m.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("Version: 4.2.1\n"), Some((4, 2, 1)));
+        assert_eq!(parse_version("Version: 3.17\nGitID: x"), Some((3, 17, 0)));
+        assert_eq!(parse_version("nope"), None);
+        assert!((3, 17) < MIN_VERSION && (4, 1) < MIN_VERSION && (4, 2) >= MIN_VERSION && (5, 0) >= MIN_VERSION);
+    }
+
+    #[test]
+    fn dump_command_marks_the_channel_external() {
+        let a = dump_args(42, Path::new("/tmp/x"), "dump.log", &[77], &["--tcp-close".into()]);
+        let s = a.join(" ");
+        assert!(s.starts_with("dump -t 42 -D /tmp/x -o dump.log"));
+        assert!(s.contains("--shell-job") && s.contains("--external unix[77]") && s.ends_with("--tcp-close"));
+    }
+
+    #[test]
+    fn restore_command_inherits_descriptors() {
+        let a = restore_args(Path::new("/i"), Path::new("/w"), "r.log", &[(0, "pipe:[5]".into()), (9, "socket:[6]".into())], &[]);
+        let s = a.join(" ");
+        assert!(s.contains("-d -S") && s.contains("--inherit-fd fd[0]:pipe:[5]") && s.contains("--inherit-fd fd[9]:socket:[6]"));
+    }
+
+    #[test]
+    fn first_error_skips_noise() {
+        let log = "(00.001) Warn (criu/x.c:1): meh\n(00.002) Error (criu/util.c:9): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted\n(00.003) Error (criu/files-reg.c:2131): File tmp/x has bad size 5 (expect 3)\n(00.004) Error (criu/cr-restore.c:1): Restoring FAILED.\n";
+        assert_eq!(first_error(log).as_deref(), Some("File tmp/x has bad size 5 (expect 3)"));
+        assert_eq!(first_error("all good"), None);
+        assert_eq!(socket_inode("socket:[123]"), Some(123));
+        assert_eq!(socket_inode("pipe:[1]"), None);
+    }
+}

@@ -1,0 +1,244 @@
+//! One description of each command's options, environment and exit statuses, feeding both
+//! `--help` and the man pages (`man/*.1`, checked by a test so they cannot drift).
+
+pub struct Item {
+    /// How the option or variable is written, with its value placeholder.
+    pub term: &'static str,
+    pub help: &'static str,
+}
+
+pub struct Page {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub synopsis: &'static [&'static str],
+    pub description: &'static str,
+    pub options: &'static [Item],
+    pub environment: &'static [Item],
+    pub exit_status: &'static [Item],
+    pub examples: &'static [Item],
+    pub see_also: &'static str,
+}
+
+pub const CRAC_JAVA: Page = Page {
+    name: "crac-java",
+    summary: "run a Java program that can be checkpointed and restored with CRIU",
+    synopsis: &[
+        "crac-java [java options] class|-jar file|-m module [args...]",
+        "crac-java -XX:CRaCCheckpointTo=DIR [java options] class|-jar file|-m module [args...]",
+        "crac-java -XX:CRaCRestoreFrom=DIR [-Dname=value...]",
+    ],
+    description: "Without a CRaC option, crac-java is java: it replaces itself with the real java \
+        binary and passes every argument on untouched (so --help and -version are java's own). \
+        With -XX:CRaCCheckpointTo it starts the JVM with the crac-shim agent preloaded; \
+        `crac-jcmd PID JDK.checkpoint` then has CRIU write an image of the running JVM to DIR, \
+        and the JVM exits. With -XX:CRaCRestoreFrom it restores such an image: the program \
+        continues where it was checkpointed, with the restoring process's stdin, stdout and \
+        stderr; crac-java stays its parent, forwards signals to it and exits with its status. \
+        The CRaC options are only recognised before the main class, jar or module.",
+    options: &[
+        Item {
+            term: "-XX:CRaCCheckpointTo=DIR",
+            help: "Allow checkpoints of this JVM into DIR (created 0700 if missing). A new image \
+                replaces an existing one only once it is complete; DIR must be empty, missing \
+                or an earlier image.",
+        },
+        Item {
+            term: "-XX:CRaCRestoreFrom=DIR",
+            help: "Restore the image in DIR instead of starting a program. -Dname=value options \
+                are handed to the restored JVM; other java options are ignored (the JVM is \
+                already configured). When the checkpointed pid is in use, the restore runs in a \
+                new PID namespace.",
+        },
+        Item {
+            term: "-XX:CRaCShimJava=PATH",
+            help: "The real java binary to run (default: $CRAC_SHIM_JAVA, then $JAVA_HOME/bin/java, \
+                then the first java on PATH that is not crac-java itself).",
+        },
+        Item { term: "--crac-help", help: "Print this help and exit (--help is java's)." },
+        Item { term: "--crac-version", help: "Print crac-shim's version and exit." },
+    ],
+    environment: &[
+        Item { term: "CRAC_SHIM_JAVA", help: "The real java binary (see -XX:CRaCShimJava)." },
+        Item { term: "JAVA_HOME", help: "Where to find bin/java when CRAC_SHIM_JAVA is unset." },
+        Item {
+            term: "CRAC_CRIU_PATH",
+            help: "The CRIU binary (4.2 or later). Otherwise a criu next to crac-java, then criu on PATH, \
+                whichever is first new enough.",
+        },
+        Item {
+            term: "CRAC_CRIU_OPTS",
+            help: "Extra CRIU arguments for dumps and restores, separated by spaces.",
+        },
+        Item {
+            term: "CRAC_SHIM_AGENT",
+            help: "The agent library (default: libcrac_shim_agent.so next to crac-java).",
+        },
+        Item {
+            term: "CRAC_SHIM_RUNTIME_DIR",
+            help: "Private directory for control sockets (default /tmp/crac-shim-UID).",
+        },
+    ],
+    exit_status: &[
+        Item { term: "passthrough", help: "java's own exit status (crac-java is replaced by java)." },
+        Item {
+            term: "restore",
+            help: "the restored program's exit status; if it died of a signal, crac-java dies of the \
+                same signal (or exits 128+signal).",
+        },
+        Item { term: "1", help: "bad usage, a missing or unusable image, CRIU missing or failing." },
+    ],
+    examples: &[
+        Item { term: "crac-java -XX:CRaCCheckpointTo=/tmp/cp -cp app.jar Main", help: "Run and warm up." },
+        Item { term: "crac-jcmd $(pgrep -f app.jar) JDK.checkpoint", help: "Checkpoint it (it exits)." },
+        Item { term: "crac-java -XX:CRaCRestoreFrom=/tmp/cp", help: "Continue it, as often as you like." },
+    ],
+    see_also: "crac-jcmd(1), java(1), criu(8)",
+};
+
+pub const CRAC_JCMD: Page = Page {
+    name: "crac-jcmd",
+    summary: "send a checkpoint request to a JVM started by crac-java",
+    synopsis: &["crac-jcmd PID JDK.checkpoint", "crac-jcmd PID help", "crac-jcmd -l"],
+    description: "crac-jcmd talks to the crac-shim agent in a JVM started with \
+        `crac-java -XX:CRaCCheckpointTo=DIR`, through the JVM's private control socket. \
+        JDK.checkpoint makes CRIU write an image of the JVM to DIR; the JVM then exits, as with \
+        CRaC. The output is jcmd's: `PID:` then `Command executed successfully`, or the reason \
+        the checkpoint failed (the JVM keeps running then). PID may be a restored copy's pid as \
+        ps shows it.",
+    options: &[
+        Item { term: "-l, --list", help: "List the JVMs that crac-jcmd can reach, with pid and command." },
+        Item { term: "-h, --help", help: "Print this help and exit." },
+        Item { term: "-V, --version", help: "Print crac-shim's version and exit." },
+    ],
+    environment: &[Item {
+        term: "CRAC_SHIM_RUNTIME_DIR",
+        help: "Where the control sockets are (default /tmp/crac-shim-UID of the JVM's owner).",
+    }],
+    exit_status: &[
+        Item { term: "0", help: "the command succeeded (after a checkpoint, the JVM has exited)." },
+        Item { term: "1", help: "the checkpoint failed (the JVM keeps running), or the pid is not a crac-shim JVM." },
+        Item { term: "2", help: "bad usage." },
+    ],
+    examples: &[Item { term: "crac-jcmd 4242 JDK.checkpoint", help: "Checkpoint JVM 4242." }],
+    see_also: "crac-java(1), jcmd(1)",
+};
+
+/// Wraps `text` at `width` columns, indenting every line by `indent` spaces.
+fn wrap(text: &str, indent: usize, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > width {
+            out.push_str(&" ".repeat(indent));
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The `--help` text.
+pub fn help(page: &Page) -> String {
+    let mut out = format!("{} - {}\n\nUsage:\n", page.name, page.summary);
+    for s in page.synopsis {
+        out.push_str(&format!("  {s}\n"));
+    }
+    out.push('\n');
+    out.push_str(&wrap(page.description, 0, 80));
+    for (title, items) in [
+        ("Options", page.options),
+        ("Environment", page.environment),
+        ("Exit status", page.exit_status),
+        ("Examples", page.examples),
+    ] {
+        out.push_str(&format!("\n{title}:\n"));
+        for item in items {
+            out.push_str(&format!("  {}\n", item.term));
+            out.push_str(&wrap(item.help, 6, 80));
+        }
+    }
+    out.push_str(&format!("\nSee also: {}\n", page.see_also));
+    out
+}
+
+fn roff_escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    // A line starting with . or ' would be a request.
+    escaped
+        .lines()
+        .map(|l| if l.starts_with('.') || l.starts_with('\'') { format!("\\&{l}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The man page, in roff.
+pub fn man(page: &Page) -> String {
+    let mut out = format!(
+        ".\\\" Generated from src/doc.rs by `crac-java --crac-man {}`; do not edit.\n.TH {} 1 \"\" \"crac-shim {}\" \"User Commands\"\n",
+        page.name,
+        page.name.to_uppercase(),
+        env!("CARGO_PKG_VERSION")
+    );
+    out.push_str(&format!(".SH NAME\n{} \\- {}\n.SH SYNOPSIS\n", page.name, roff_escape(page.summary)));
+    for s in page.synopsis {
+        out.push_str(&format!(".B {}\n.br\n", roff_escape(s)));
+    }
+    out.push_str(&format!(".SH DESCRIPTION\n{}\n", roff_escape(page.description)));
+    for (title, items) in [
+        ("OPTIONS", page.options),
+        ("ENVIRONMENT", page.environment),
+        ("EXIT STATUS", page.exit_status),
+        ("EXAMPLES", page.examples),
+    ] {
+        out.push_str(&format!(".SH {title}\n"));
+        for item in items {
+            out.push_str(&format!(".TP\n.B {}\n{}\n", roff_escape(item.term), roff_escape(item.help)));
+        }
+    }
+    out.push_str(&format!(".SH SEE ALSO\n{}\n", roff_escape(page.see_also)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_option() {
+        for page in [&CRAC_JAVA, &CRAC_JCMD] {
+            let text = help(page);
+            for item in page.options.iter().chain(page.environment) {
+                assert!(text.contains(item.term), "{} missing from {} --help", item.term, page.name);
+            }
+        }
+    }
+
+    #[test]
+    fn man_escapes_dashes_and_leading_dots() {
+        assert_eq!(roff_escape("-XX:Foo"), "\\-XX:Foo");
+        assert_eq!(roff_escape(".hidden"), "\\&.hidden");
+    }
+
+    #[test]
+    fn committed_man_pages_are_generated_from_this_file() {
+        for page in [&CRAC_JAVA, &CRAC_JCMD] {
+            let path = format!("{}/man/{}.1", env!("CARGO_MANIFEST_DIR"), page.name);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == man(page),
+                "{path} is out of date: run `scripts/gen-man` (or target/debug/crac-java --crac-man {} > {path})",
+                page.name
+            );
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The dump helper: `crac-java` started by the agent, outside the JVM's process tree.
+//!
+//! It holds the JVM's original stdio (its own fds 0-2) while the JVM has placeholders, runs
+//! `criu dump`, and then either installs the image and tells `crac-jcmd`, or gives the stdio
+//! back to the agent and reports the failure. The JVM is never left without its stdio unless
+//! the dump succeeded (then CRIU has ended it).
+
+use crate::criu;
+use crate::image::{self, Metadata};
+use anyhow::{bail, Context, Result};
+use crac_shim_proto::{exit_line, kind, Message, FORMAT_VERSION, LIST_SEPARATOR, MAX_MESSAGE, NO_CLIENT};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use std::ffi::OsString;
+use std::io::{IoSlice, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub fn run_helper(args: &[OsString]) -> i32 {
+    let fd = |i: usize| args.get(i).and_then(|a| a.to_str()).and_then(|a| a.parse::<RawFd>().ok());
+    let (Some(channel), Some(client)) = (fd(0), fd(1)) else {
+        eprintln!("crac-java: the dump helper is started by the crac-shim agent, not by hand");
+        return 2;
+    };
+    // SAFETY: the agent passed us these descriptors open, and nothing else owns them here.
+    let channel = unsafe { OwnedFd::from_raw_fd(channel) };
+    // SAFETY: as above; NO_CLIENT means there is none.
+    let mut client = (client != NO_CLIENT).then(|| UnixStream::from(unsafe { OwnedFd::from_raw_fd(client) }));
+    for fd in [channel.as_raw_fd()].into_iter().chain(client.as_ref().map(|c| c.as_raw_fd())) {
+        // Not for CRIU's eyes.
+        // SAFETY: setting FD_CLOEXEC on a descriptor we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    close_other_descriptors(&[channel.as_raw_fd(), client.as_ref().map_or(-1, |c| c.as_raw_fd())]);
+
+    let request = match receive(&channel) {
+        Ok(m) => m,
+        Err(e) => {
+            report(&mut client, Err(&format!("{e:#}")));
+            give_back(&channel, &format!("{e:#}"));
+            return 1;
+        }
+    };
+    let result = dump(&request);
+    match &result {
+        Ok(()) => report(&mut client, Ok(())),
+        Err(e) => {
+            let text = format!("{e:#}");
+            eprintln!("crac-shim: checkpoint failed: {text}");
+            report(&mut client, Err(&text));
+            give_back(&channel, &text);
+        }
+    }
+    i32::from(result.is_err())
+}
+
+fn close_other_descriptors(keep: &[RawFd]) {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<RawFd> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        // SAFETY: closing descriptors inherited from the JVM that nothing in this process uses
+        // (the read_dir handle is already dropped; closing it again would be harmless EBADF).
+        unsafe { libc::close(fd) };
+    }
+}
+
+fn receive(channel: &OwnedFd) -> Result<Message> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let n = nix::sys::socket::recv(channel.as_raw_fd(), &mut buf, MsgFlags::empty()).context("reading the dump request")?;
+    let m = Message::decode(&buf[..n]).context("decoding the dump request")?;
+    if m.kind != kind::DUMP {
+        bail!("unexpected {:?} message from the agent", m.kind);
+    }
+    Ok(m)
+}
+
+/// Hands the JVM's stdio back with the reason the dump did not happen.
+fn give_back(channel: &OwnedFd, error: &str) {
+    let m = Message::new(kind::FAILED).with("error", error).encode();
+    let fds = [0, 1, 2];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    if let Err(e) = sendmsg::<()>(channel.as_raw_fd(), &[IoSlice::new(&m)], &cmsg, MsgFlags::empty(), None) {
+        eprintln!("crac-shim: cannot hand stdio back to the JVM: {e}");
+    }
+}
+
+/// Tells `crac-jcmd` (if it asked) how it went, in jcmd's words.
+fn report(client: &mut Option<UnixStream>, result: std::result::Result<(), &str>) {
+    let Some(c) = client else { return };
+    let text = match result {
+        Ok(()) => format!("Command executed successfully\n{}", exit_line(0)),
+        Err(e) => format!("An exception during a checkpoint operation:\njdk.crac.CheckpointException: {e}\n{}", exit_line(1)),
+    };
+    let _ = c.write_all(text.as_bytes());
+}
+
+fn dump(request: &Message) -> Result<()> {
+    let field = |k: &str| request.get(k).with_context(|| format!("dump request lacks {k}"));
+    let pid: u32 = field("pid")?.parse().context("bad pid in dump request")?;
+    let dir = PathBuf::from(field("dir")?);
+    let criu_path = PathBuf::from(field("criu")?);
+    let channel = field("channel")?.to_string();
+    let stdio = [field("stdin")?.to_string(), field("stdout")?.to_string(), field("stderr")?.to_string()];
+    let extra: Vec<String> = request
+        .get("criu_args")
+        .map(|a| a.split(LIST_SEPARATOR).map(str::to_string).collect())
+        .unwrap_or_default();
+
+    image::prepare_target(&dir)?;
+    let staging = image::staging_dir(&dir);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot clear {}", staging.display()))?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+
+    let (java_home, libjvm) = jdk_of(pid);
+    let criu_version = criu::locate(Some(&criu_path)).map(|c| c.version).unwrap_or_default();
+    let external: Vec<u64> = criu::socket_inode(&channel).into_iter().collect();
+    let args = criu::dump_args(pid, &staging, "dump.log", &external, &extra);
+    let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
+    let status = Command::new(&criu_path)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("cannot run {}", criu_path.display()))?;
+    if !status.success() {
+        let log_path = staging.join("dump.log");
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        discard_images(&staging);
+        let why = criu::first_error(&log).unwrap_or_else(|| format!("criu exited with {status}"));
+        bail!("CRIU dump failed: {why} (log: {})", log_path.display());
+    }
+    let meta = Metadata {
+        format: FORMAT_VERSION,
+        pid,
+        java_home,
+        libjvm,
+        stdio,
+        channel,
+        criu_version,
+        perf_memfd: request.get("perf_memfd") == Some("true"),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode()).context("cannot write the image metadata")?;
+    let _ = std::fs::remove_file(staging.join("criu.out"));
+    image::install(&staging, &dir)
+}
+
+/// Removes the (partial) image files of a failed dump, keeping its log for the user.
+fn discard_images(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "img") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// The JDK the JVM runs: its home and its libjvm.so (path, size, mtime), read before the dump.
+fn jdk_of(pid: u32) -> (String, Option<(String, u64, i64)>) {
+    let home = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|exe| crate::java::java_home(&exe))
+        .map(|h| h.display().to_string())
+        .unwrap_or_default();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let libjvm = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libjvm.so"))
+        .and_then(|p| {
+            let m = std::fs::metadata(p).ok()?;
+            Some((p.to_string(), m.len(), m.mtime()))
+        });
+    (home, libjvm)
+}

@@ -1,0 +1,328 @@
+//! An image directory: CRIU's files plus our metadata, and the checks made before using one.
+
+use anyhow::{bail, Context, Result};
+use crac_shim_proto::{FORMAT_VERSION, METADATA_FILE};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// What a restore needs to know besides CRIU's images.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    pub format: u32,
+    pub pid: u32,
+    pub java_home: String,
+    /// libjvm.so as mapped at checkpoint: path, size, mtime (seconds).
+    pub libjvm: Option<(String, u64, i64)>,
+    /// CRIU keys of the placeholders on fds 0, 1 and 2.
+    pub stdio: [String; 3],
+    /// CRIU key of the agent's end of the checkpoint channel.
+    pub channel: String,
+    pub criu_version: String,
+    pub perf_memfd: bool,
+    pub created: u64,
+}
+
+impl Metadata {
+    pub fn encode(&self) -> String {
+        let mut out = format!(
+            "# crac-shim image metadata\nformat={}\npid={}\njava_home={}\n",
+            self.format, self.pid, self.java_home
+        );
+        if let Some((p, size, mtime)) = &self.libjvm {
+            out.push_str(&format!("libjvm={p}\nlibjvm_size={size}\nlibjvm_mtime={mtime}\n"));
+        }
+        for (name, key) in ["stdin", "stdout", "stderr"].iter().zip(&self.stdio) {
+            out.push_str(&format!("{name}={key}\n"));
+        }
+        out.push_str(&format!(
+            "channel={}\ncriu_version={}\nperf_memfd={}\ncreated={}\n",
+            self.channel, self.criu_version, self.perf_memfd, self.created
+        ));
+        out
+    }
+
+    pub fn decode(text: &str) -> Result<Metadata, String> {
+        let map: BTreeMap<&str, &str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let get = |k: &str| map.get(k).copied().ok_or_else(|| format!("metadata lacks {k}"));
+        let num = |k: &str| get(k)?.parse::<u64>().map_err(|_| format!("metadata has a bad {k}"));
+        let format = num("format")? as u32;
+        if format != FORMAT_VERSION {
+            return Err(format!("image format {format} is not supported by this crac-shim (format {FORMAT_VERSION}); checkpoint again with this version"));
+        }
+        let libjvm = match map.get("libjvm") {
+            Some(p) => Some((p.to_string(), num("libjvm_size")?, num("libjvm_mtime")? as i64)),
+            None => None,
+        };
+        Ok(Metadata {
+            format,
+            pid: num("pid")? as u32,
+            java_home: get("java_home")?.to_string(),
+            libjvm,
+            stdio: [get("stdin")?.to_string(), get("stdout")?.to_string(), get("stderr")?.to_string()],
+            channel: get("channel")?.to_string(),
+            criu_version: map.get("criu_version").unwrap_or(&"").to_string(),
+            perf_memfd: map.get("perf_memfd") == Some(&"true"),
+            created: map.get("created").and_then(|v| v.parse().ok()).unwrap_or(0),
+        })
+    }
+}
+
+/// An image ready to restore: metadata read, ownership checked, process tree known.
+#[derive(Debug)]
+pub struct Image {
+    pub dir: PathBuf,
+    pub meta: Metadata,
+    /// Every pid and thread id in the image: all must be free to restore in this PID namespace.
+    pub ids: Vec<u32>,
+}
+
+pub fn open(dir: &Path) -> Result<Image> {
+    let shown = dir.display();
+    let meta = std::fs::metadata(dir).map_err(|e| anyhow::anyhow!("cannot use {shown} as an image: {e}"))?;
+    if !meta.is_dir() {
+        bail!("{shown} is not a directory, so it is not a crac-shim image");
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid && euid != 0 {
+        bail!("{shown} belongs to uid {}, not to you (uid {euid}): refusing to restore someone else's image", meta.uid());
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!("{shown} is writable by others (mode {:o}): refusing to restore an image others could have altered; chmod 700 it", meta.mode() & 0o777);
+    }
+    let text = std::fs::read_to_string(dir.join(METADATA_FILE)).map_err(|e| {
+        anyhow::anyhow!("{shown} is not a crac-shim image ({METADATA_FILE}: {e}); create one with crac-java -XX:CRaCCheckpointTo={shown}")
+    })?;
+    let meta = Metadata::decode(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    check_jdk(&meta).with_context(|| format!("{shown} cannot be restored here"))?;
+    let pstree = std::fs::read(dir.join("pstree.img"))
+        .map_err(|e| anyhow::anyhow!("{shown} is not a complete image (pstree.img: {e}); checkpoint again"))?;
+    let ids = pstree_ids(&pstree).map_err(|e| anyhow::anyhow!("{shown}/pstree.img is damaged ({e}); checkpoint again"))?;
+    Ok(Image { dir: dir.to_path_buf(), meta, ids })
+}
+
+fn check_jdk(meta: &Metadata) -> Result<()> {
+    if let Some((path, size, mtime)) = &meta.libjvm {
+        let now = std::fs::metadata(path)
+            .map_err(|_| anyhow::anyhow!("the image was made with the JDK in {}, whose {path} is gone; install that JDK again or checkpoint with this one", meta.java_home))?;
+        if now.len() != *size || now.mtime() != *mtime {
+            bail!("the JDK in {} changed since the checkpoint ({path} differs); checkpoint again with the JDK as it is now", meta.java_home);
+        }
+    }
+    Ok(())
+}
+
+const PSTREE_MAGIC: u32 = 0x5027_3030;
+
+/// Reads the pids and thread ids from CRIU's pstree.img: a magic, then entries of a 32-bit
+/// length and a protobuf `pstree_entry` (pid = 1, threads = 5).
+pub fn pstree_ids(bytes: &[u8]) -> Result<Vec<u32>, String> {
+    let u32_at = |i: usize| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?)) };
+    // Images start with IMG_COMMON_MAGIC (0x54564319) then the type magic.
+    let mut pos = 0;
+    if u32_at(0) == Some(0x5456_4319) {
+        pos = 4;
+    }
+    if u32_at(pos) != Some(PSTREE_MAGIC) {
+        return Err("not a CRIU process-tree image".into());
+    }
+    pos += 4;
+    let mut ids = Vec::new();
+    while pos < bytes.len() {
+        let len = u32_at(pos).ok_or("truncated entry header")? as usize;
+        pos += 4;
+        let entry = bytes.get(pos..pos + len).ok_or("truncated entry")?;
+        pos += len;
+        parse_entry(entry, &mut ids)?;
+    }
+    if ids.is_empty() {
+        return Err("no process in the image".into());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos).ok_or("truncated varint")?;
+        *pos += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err("varint too long".into())
+}
+
+fn parse_entry(buf: &[u8], ids: &mut Vec<u32>) -> Result<(), String> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let tag = varint(buf, &mut pos)?;
+        let (field, wire) = (tag >> 3, tag & 7);
+        match wire {
+            0 => {
+                let v = varint(buf, &mut pos)?;
+                if field == 1 || field == 5 {
+                    ids.push(u32::try_from(v).map_err(|_| "pid out of range")?);
+                }
+            }
+            2 => {
+                let len = varint(buf, &mut pos)? as usize;
+                let body = buf.get(pos..pos + len).ok_or("truncated field")?;
+                pos += len;
+                if field == 5 {
+                    let mut p = 0;
+                    while p < body.len() {
+                        ids.push(u32::try_from(varint(body, &mut p)?).map_err(|_| "tid out of range")?);
+                    }
+                }
+            }
+            5 => pos += 4,
+            1 => pos += 8,
+            _ => return Err(format!("unknown wire type {wire}")),
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` (mode 0700, parents as needed) or checks that an existing one may receive
+/// an image: ours, and empty or an earlier image.
+pub fn prepare_target(dir: &Path) -> Result<()> {
+    let shown = dir.display();
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::DirBuilder::new().mode(0o700).create(dir).with_context(|| format!("cannot create {shown}"))?;
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot use {shown}")),
+        Ok(m) if m.file_type().is_symlink() => bail!("{shown} is a symbolic link; give the real directory"),
+        Ok(m) if !m.is_dir() => bail!("{shown} exists and is not a directory"),
+        Ok(m) => {
+            // SAFETY: geteuid cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if m.uid() != euid {
+                bail!("{shown} belongs to uid {}, not to you", m.uid());
+            }
+            let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+            if !empty && !dir.join(METADATA_FILE).exists() {
+                bail!("{shown} is neither empty nor a crac-shim image: refusing to replace what is in it; give a new or empty directory");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The scratch directory a dump goes to before it replaces `dir`.
+pub fn staging_dir(dir: &Path) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    dir.with_file_name(format!(".{name}.crac-new"))
+}
+
+/// Makes the finished dump in `staging` the image in `dir`, atomically when `dir` exists.
+pub fn install(staging: &Path, dir: &Path) -> Result<()> {
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))?;
+    if dir.exists() {
+        nix::fcntl::renameat2(None, staging, None, dir, nix::fcntl::RenameFlags::RENAME_EXCHANGE)
+            .with_context(|| format!("cannot swap the new image into {}", dir.display()))?;
+        // `staging` now holds the previous image.
+        std::fs::remove_dir_all(staging).with_context(|| format!("cannot remove the previous image in {}", staging.display()))?;
+    } else {
+        std::fs::rename(staging, dir).with_context(|| format!("cannot move the new image to {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pid: u32, threads: &[u32], packed: bool) -> Vec<u8> {
+        fn v(mut n: u64, out: &mut Vec<u8>) {
+            loop {
+                let b = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(b);
+                    return;
+                }
+                out.push(b | 0x80);
+            }
+        }
+        let mut e = vec![0x08];
+        v(pid.into(), &mut e);
+        e.extend([0x10, 1]);
+        if packed {
+            let mut body = Vec::new();
+            threads.iter().for_each(|t| v((*t).into(), &mut body));
+            e.push(0x2a);
+            v(body.len() as u64, &mut e);
+            e.extend(body);
+        } else {
+            for t in threads {
+                e.push(0x28);
+                v((*t).into(), &mut e);
+            }
+        }
+        e
+    }
+
+    fn image(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut img = 0x5456_4319u32.to_le_bytes().to_vec();
+        img.extend(PSTREE_MAGIC.to_le_bytes());
+        for e in entries {
+            img.extend((e.len() as u32).to_le_bytes());
+            img.extend(e);
+        }
+        img
+    }
+
+    #[test]
+    fn pstree_lists_pids_and_threads() {
+        let img = image(&[entry(300, &[300, 301, 302], false), entry(400, &[400, 70000], true)]);
+        assert_eq!(pstree_ids(&img).unwrap(), [300, 301, 302, 400, 70000]);
+    }
+
+    #[test]
+    fn damaged_pstree_is_an_error_not_a_panic() {
+        let img = image(&[entry(300, &[300], false)]);
+        for cut in 0..img.len() {
+            let _ = pstree_ids(&img[..cut]);
+        }
+        assert!(pstree_ids(b"garbage!").is_err());
+        assert!(pstree_ids(&img[..img.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn metadata_round_trips_and_rejects_other_formats() {
+        let m = Metadata {
+            format: FORMAT_VERSION,
+            pid: 4242,
+            java_home: "/usr/lib/jvm/x".into(),
+            libjvm: Some(("/usr/lib/jvm/x/lib/server/libjvm.so".into(), 123, 456)),
+            stdio: ["pipe:[1]".into(), "pipe:[2]".into(), "pipe:[3]".into()],
+            channel: "socket:[4]".into(),
+            criu_version: "4.2.1".into(),
+            perf_memfd: true,
+            created: 99,
+        };
+        assert_eq!(Metadata::decode(&m.encode()), Ok(m.clone()));
+        let other = m.encode().replace("format=1", "format=999");
+        assert!(Metadata::decode(&other).unwrap_err().contains("format 999"));
+        assert!(Metadata::decode("format=1\n").unwrap_err().contains("lacks"));
+    }
+
+    #[test]
+    fn staging_is_a_hidden_sibling() {
+        assert_eq!(staging_dir(Path::new("/tmp/cp")), Path::new("/tmp/.cp.crac-new"));
+    }
+}

@@ -1,0 +1,153 @@
+//! `crac-jcmd`: jcmd's JDK.checkpoint for JVMs started by crac-java.
+
+use crate::doc;
+use anyhow::{bail, Context, Result};
+use crac_shim_proto::{default_runtime_dir, parse_exit_line, socket_path, Request};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+enum Action {
+    List,
+    Help,
+    Version,
+    Command { pid: u32, command: Vec<String> },
+}
+
+fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Action, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut positional: Vec<String> = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('l') | Long("list") => return Ok(Action::List),
+            Short('h') | Long("help") => return Ok(Action::Help),
+            Short('V') | Long("version") => return Ok(Action::Version),
+            Value(v) => {
+                positional.push(v.string()?);
+                positional.extend(parser.raw_args()?.map(|a| a.to_string_lossy().into_owned()));
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let Some(first) = positional.first() else { return Ok(Action::List) };
+    let pid = first.parse::<u32>().map_err(|_| {
+        lexopt::Error::Custom(format!("{first:?} is not a pid (give the pid that ps or crac-jcmd -l shows)").into())
+    })?;
+    Ok(Action::Command { pid, command: positional[1..].to_vec() })
+}
+
+pub fn main() -> ! {
+    let action = match parse(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("crac-jcmd: {e}; see crac-jcmd --help");
+            std::process::exit(2)
+        }
+    };
+    let code = match run(action) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crac-jcmd: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run(action: Action) -> Result<i32> {
+    match action {
+        Action::Help => {
+            print!("{}", doc::help(&doc::CRAC_JCMD));
+            Ok(0)
+        }
+        Action::Version => {
+            println!("crac-shim {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Action::List => {
+            for (pid, cmdline) in list() {
+                println!("{pid} {cmdline}");
+            }
+            Ok(0)
+        }
+        Action::Command { pid, command } => match command.first().map(String::as_str) {
+            None => bail!("no command given: try crac-jcmd {pid} JDK.checkpoint"),
+            Some("help") => {
+                println!("{pid}:\nThe following commands are available:\nJDK.checkpoint\nhelp");
+                Ok(0)
+            }
+            Some("JDK.checkpoint") => send(pid, Request::Checkpoint),
+            Some(other) => bail!("unknown command {other}: crac-jcmd knows JDK.checkpoint and help"),
+        },
+    }
+}
+
+fn runtime_dir_for(pid: u32) -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    let owner = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
+    Some(PathBuf::from(default_runtime_dir(owner)))
+}
+
+fn send(pid: u32, request: Request) -> Result<i32> {
+    let Some(dir) = runtime_dir_for(pid) else {
+        bail!("no process with pid {pid}");
+    };
+    let path = socket_path(&dir.to_string_lossy(), pid);
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("permission denied on {path}: only the JVM's owner (or root) may control it")
+        }
+        Err(_) => bail!(
+            "{pid} is not a crac-shim JVM (no control socket {path}); start it with crac-java -XX:CRaCCheckpointTo=DIR"
+        ),
+    };
+    stream.write_all(request.encode().as_bytes()).context("cannot send the request")?;
+    println!("{pid}:");
+    let reader = BufReader::new(stream);
+    for line in reader.lines() {
+        let line = line.context("the JVM's answer broke off")?;
+        if let Some(code) = parse_exit_line(&line) {
+            return Ok(code);
+        }
+        println!("{line}");
+    }
+    bail!("the JVM closed the connection without an answer")
+}
+
+/// The JVMs with a live control socket: (pid, command line).
+fn list() -> Vec<(u32, String)> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        dirs.push(PathBuf::from(d));
+    } else if let Ok(entries) = std::fs::read_dir("/tmp") {
+        dirs.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("crac-shim-"))
+                .map(|e| e.path()),
+        );
+    }
+    let mut found = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_suffix(".sock").and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            let words: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .skip(1)
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            found.push((pid, words.join(" ")));
+        }
+    }
+    found.sort();
+    found
+}

@@ -1,0 +1,15 @@
+//! crac-shim: CRaC-style checkpoint and restore of a stock JVM with CRIU.
+//!
+//! The binaries are thin: `crac-java` is [`launcher::main`], `crac-jcmd` is [`jcmd::main`].
+
+pub mod cli;
+pub mod criu;
+pub mod doc;
+pub mod dump;
+pub mod image;
+pub mod java;
+pub mod jcmd;
+pub mod launcher;
+pub mod paths;
+pub mod restore;
+pub mod supervise;

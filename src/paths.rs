@@ -1,0 +1,48 @@
+//! Our private runtime directory (control sockets, restore scratch space).
+
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+pub fn runtime_dir() -> PathBuf {
+    match std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        // SAFETY: geteuid cannot fail.
+        None => PathBuf::from(crac_shim_proto::default_runtime_dir(unsafe { libc::geteuid() })),
+    }
+}
+
+/// Creates `dir` 0700, or checks that the existing one is a real directory of ours that
+/// nobody else can enter (so nobody can plant a socket or a file in it first).
+pub fn ensure_private(dir: &Path) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != euid || meta.mode() & 0o077 != 0 {
+        bail!(
+            "{} must be a directory owned by you (uid {euid}) with mode 0700; remove it or fix it",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A fresh private scratch directory inside the runtime directory.
+pub fn scratch_dir(name: &str) -> Result<PathBuf> {
+    let base = runtime_dir();
+    ensure_private(&base)?;
+    let dir = base.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}

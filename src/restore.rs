@@ -1,0 +1,306 @@
+//! `crac-java -XX:CRaCRestoreFrom=DIR`: run CRIU on the image and become the program's parent.
+
+use crate::criu::{self, Criu};
+use crate::image::{self, Image};
+use crate::paths;
+use crate::supervise::{self, Event, Exit};
+use anyhow::{bail, Context, Result};
+use crac_shim_proto::{kind, Message};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Request {
+    pub dir: PathBuf,
+    pub properties: Vec<String>,
+    pub criu: Criu,
+    pub criu_args: Vec<String>,
+}
+
+/// How long to wait for the checkpointed JVM's zombie to be reaped by its parent.
+const ZOMBIE_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, PartialEq, Eq)]
+enum IdState {
+    Free,
+    Zombie,
+    Taken,
+}
+
+fn id_state(id: u32) -> IdState {
+    match std::fs::read_to_string(format!("/proc/{id}/stat")) {
+        Err(_) => IdState::Free,
+        Ok(stat) => match stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) {
+            Some("Z") | Some("X") => IdState::Zombie,
+            _ => IdState::Taken,
+        },
+    }
+}
+
+/// Whether the image's pids are all free here, waiting a little for zombies to be reaped.
+fn needs_new_pid_namespace(image: &Image) -> bool {
+    let deadline = Instant::now() + ZOMBIE_WAIT;
+    loop {
+        let states: Vec<IdState> = image.ids.iter().map(|id| id_state(*id)).collect();
+        if states.contains(&IdState::Taken) {
+            return true;
+        }
+        if !states.contains(&IdState::Zombie) {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn run(req: Request) -> Result<Exit> {
+    let started = Instant::now();
+    let image = image::open(&req.dir)?;
+    criu::check_privilege(&req.criu)?;
+    let private_pids = needs_new_pid_namespace(&image);
+    let work = paths::scratch_dir(&format!("restore-{}", std::process::id()))?;
+
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .context("cannot create the restore channel")?;
+    // CRIU must inherit its end.
+    // SAFETY: clearing FD_CLOEXEC on a descriptor we own.
+    unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0) };
+    // CRIU's --shell-job handling takes fds 0-2 for itself, so our stdio goes in as copies.
+    let stdio = stdio_copies()?;
+    let mut inherit: Vec<(i32, String)> =
+        stdio.iter().zip(&image.meta.stdio).map(|(fd, key)| (fd.as_raw_fd(), key.clone())).collect();
+    inherit.push((theirs.as_raw_fd(), image.meta.channel.clone()));
+    let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &req.criu_args);
+
+    let signals = supervise::take_over_signals();
+    let restored = Restored { image: &image, work: &work, properties: &req.properties, channel: ours, started };
+    let exit = if private_pids {
+        in_new_pid_namespace(&req.criu, &args, theirs, &signals, restored)?
+    } else {
+        restored.supervise_here(&req.criu, &args, theirs, &signals, None)?
+    };
+    drop(stdio);
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(exit)
+}
+
+/// Inheritable copies of our stdin, stdout and stderr for CRIU to hand to the restored JVM.
+/// A closed one is replaced by /dev/null, as the JVM would otherwise get nothing there.
+fn stdio_copies() -> Result<Vec<OwnedFd>> {
+    (0..3)
+        .map(|fd| {
+            // SAFETY: F_DUPFD on a possibly closed descriptor just fails with EBADF.
+            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD, 3) };
+            let copy = if copy >= 0 {
+                // SAFETY: fcntl gave us a new descriptor that nothing else owns.
+                unsafe { OwnedFd::from_raw_fd(copy) }
+            } else {
+                let null = std::fs::OpenOptions::new().read(fd == 0).write(fd != 0).open("/dev/null")?;
+                OwnedFd::from(null)
+            };
+            // SAFETY: clearing FD_CLOEXEC on a descriptor we own, so CRIU inherits it.
+            unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_SETFD, 0) };
+            Ok(copy)
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot pass stdio on to the restored JVM")
+}
+
+struct Restored<'a> {
+    image: &'a Image,
+    work: &'a Path,
+    properties: &'a [String],
+    channel: OwnedFd,
+    started: Instant,
+}
+
+impl Restored<'_> {
+    fn failure(&self, criu_exit: Exit) -> anyhow::Error {
+        let log_path = self.work.join("restore.log");
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let why = criu::first_error(&log).unwrap_or_else(|| format!("criu ended with {criu_exit:?}"));
+        anyhow::anyhow!("CRIU restore of {} failed: {why} (log: {}; the image is unchanged)", self.image.dir.display(), log_path.display())
+    }
+
+    /// Tells the restored agent who it is now and what changed.
+    fn greet(&self, pid: u32) {
+        let mut m = Message::new(kind::RESTORED).with("pid", pid).with("restore_ms", self.started.elapsed().as_millis());
+        for p in self.properties {
+            m.push("prop", p);
+        }
+        if let Err(e) = nix::sys::socket::send(self.channel.as_raw_fd(), &m.encode(), MsgFlags::empty()) {
+            eprintln!("crac-java: cannot reach the restored JVM's agent: {e}");
+        }
+        if std::env::var_os("CRAC_SHIM_TIMING").is_some() {
+            eprintln!("crac-java: restored pid {pid} in {:.1} ms", self.started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// Runs CRIU as our child; the restored JVM becomes our child too (`-S`). `report` is the
+    /// pipe to the outer launcher when we are a PID namespace's init.
+    fn supervise_here(
+        &self,
+        criu: &Criu,
+        args: &[String],
+        theirs: OwnedFd,
+        signals: &libc::sigset_t,
+        mut report: Option<std::fs::File>,
+    ) -> Result<Exit> {
+        let criu_child = Command::new(&criu.path)
+            .args(args)
+            .stdout(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot run {}", criu.path.display()))?;
+        drop(theirs);
+        let criu_pid = criu_child.id() as libc::pid_t;
+        let app_pid = self.image.meta.pid as libc::pid_t;
+        let mut app_running = false;
+        let mut pending: Vec<libc::c_int> = Vec::new();
+        loop {
+            match supervise::next_event(signals, None) {
+                Event::Timeout => {}
+                Event::Forward { signal, from_terminal } => {
+                    if app_running {
+                        if !from_terminal {
+                            supervise::send(app_pid, signal);
+                        }
+                    } else {
+                        pending.push(signal);
+                    }
+                }
+                Event::Child => {
+                    for (pid, exit) in supervise::reap() {
+                        if pid == criu_pid {
+                            if exit != Exit::Code(0) {
+                                return Err(self.failure(exit));
+                            }
+                            app_running = true;
+                            match report.as_mut() {
+                                Some(r) => {
+                                    r.write_all(format!("restored {app_pid}\n").as_bytes())?;
+                                }
+                                None => self.greet(app_pid as u32),
+                            }
+                            for s in pending.drain(..) {
+                                supervise::send(app_pid, s);
+                            }
+                        } else if pid == app_pid && app_running {
+                            if let Some(r) = report.as_mut() {
+                                r.write_all(format!("exit {}\n", exit.to_wait_status()).as_bytes())?;
+                            }
+                            return Ok(exit);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Restores in a new PID namespace (the checkpointed pids are taken here). Our child is the
+/// namespace's init: it runs CRIU and stays the program's parent; we forward signals to it
+/// and learn from it how things went.
+fn in_new_pid_namespace(
+    criu: &Criu,
+    args: &[String],
+    theirs: OwnedFd,
+    signals: &libc::sigset_t,
+    restored: Restored<'_>,
+) -> Result<Exit> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+        .context("cannot create a PID namespace for the restore (the checkpointed pid is in use)")?;
+    let (mut from_init, to_outer) = std::io::pipe().context("cannot create a pipe")?;
+    // SAFETY: we are single-threaded (the launcher starts no threads), so the child may run
+    // arbitrary code.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!("cannot fork: {}", std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        drop(from_init);
+        let code = match namespace_init(criu, args, theirs, signals, &restored, to_outer) {
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("crac-java: {e:#}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+    drop(to_outer);
+    drop(theirs);
+    // Messages from init arrive on the pipe; signals keep coming in meanwhile.
+    let mut buf = String::new();
+    let mut init_result: Option<Exit> = None;
+    let mut app_exit: Option<Exit> = None;
+    // SAFETY: making the pipe non-blocking on a descriptor we own.
+    unsafe { libc::fcntl(from_init.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    loop {
+        let mut chunk = [0u8; 256];
+        while let Ok(n) = from_init.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        while let Some((line, rest)) = buf.split_once('\n') {
+            let line = line.to_string();
+            buf = rest.to_string();
+            if line.starts_with("restored ") {
+                let outer = first_child(child as u32).unwrap_or(restored.image.meta.pid);
+                restored.greet(outer);
+            } else if let Some(status) = line.strip_prefix("exit ").and_then(|s| s.parse().ok()) {
+                app_exit = Some(Exit::from_wait_status(status));
+            }
+        }
+        if let Some(exit) = init_result {
+            // Without an exit report, init failed and already said why on stderr.
+            return Ok(app_exit.unwrap_or(exit));
+        }
+        match supervise::next_event(signals, Some(Duration::from_millis(20))) {
+            Event::Forward { signal, .. } => supervise::send(child, signal),
+            Event::Child => {
+                for (pid, exit) in supervise::reap() {
+                    if pid == child {
+                        init_result = Some(exit);
+                    }
+                }
+            }
+            Event::Timeout => {}
+        }
+    }
+}
+
+/// The namespace's init: own mount namespace with a /proc that shows our pids, then CRIU.
+fn namespace_init(
+    criu: &Criu,
+    args: &[String],
+    theirs: OwnedFd,
+    signals: &libc::sigset_t,
+    restored: &Restored<'_>,
+    to_outer: std::io::PipeWriter,
+) -> Result<Exit> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("cannot create a mount namespace")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .context("cannot make mounts private")?;
+    mount(Some("proc"), "/proc", Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+        .context("cannot mount /proc for the new PID namespace")?;
+    let report = std::fs::File::from(OwnedFd::from(to_outer));
+    restored.supervise_here(criu, args, theirs, signals, Some(report))
+}
+
+/// The first child of `pid`, as this PID namespace numbers it.
+fn first_child(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,146 @@
+//! Being the restored program's parent: forwarding signals and collecting its exit status.
+
+use std::time::Duration;
+
+/// Signals passed on to the restored program (KILL and STOP cannot be caught).
+pub const FORWARDED: [libc::c_int; 7] =
+    [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGTERM, libc::SIGWINCH];
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn from_wait_status(status: libc::c_int) -> Exit {
+        if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// A wait status that `from_wait_status` turns back into `self` (to pass it on in a pipe).
+    pub fn to_wait_status(self) -> libc::c_int {
+        match self {
+            Exit::Code(c) => (c & 0xff) << 8,
+            Exit::Signal(s) => s & 0x7f,
+        }
+    }
+
+    /// Ends this process the same way: exit code, or death by the same signal.
+    pub fn reproduce(self) -> ! {
+        match self {
+            Exit::Code(c) => std::process::exit(c),
+            Exit::Signal(sig) => {
+                // SAFETY: plain libc calls with valid arguments; a core dump of the launcher
+                // would be misleading, so the limit is zeroed first.
+                unsafe {
+                    let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    libc::setrlimit(libc::RLIMIT_CORE, &zero);
+                    libc::signal(sig, libc::SIG_DFL);
+                    let mut set = std::mem::zeroed::<libc::sigset_t>();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, sig);
+                    libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                    libc::raise(sig);
+                }
+                std::process::exit(128 + sig)
+            }
+        }
+    }
+}
+
+extern "C" fn note_signal(_: libc::c_int) {}
+
+/// Blocks the forwarded signals and SIGCHLD so that `next_event` receives them. A real
+/// (empty) handler is installed because a PID namespace's init never even queues a signal
+/// whose action is the default.
+pub fn take_over_signals() -> libc::sigset_t {
+    // SAFETY: initializing a local sigset and installing a handler that does nothing.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for sig in FORWARDED.into_iter().chain([libc::SIGCHLD]) {
+            libc::sigaddset(&mut set, sig);
+            let mut action = std::mem::zeroed::<libc::sigaction>();
+            action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+pub enum Event {
+    /// A child changed state (reap with `reap`).
+    Child,
+    /// A signal to pass on; `from_terminal` when the kernel sent it (a tty key), which also
+    /// reached the program directly if it shares our process group.
+    Forward { signal: libc::c_int, from_terminal: bool },
+    Timeout,
+}
+
+pub fn next_event(set: &libc::sigset_t, timeout: Option<Duration>) -> Event {
+    loop {
+        // SAFETY: `set` is initialized; siginfo is written by the kernel.
+        let (sig, info) = unsafe {
+            let mut info = std::mem::zeroed::<libc::siginfo_t>();
+            let sig = match timeout {
+                Some(t) => {
+                    let ts = libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as libc::c_long };
+                    libc::sigtimedwait(set, &mut info, &ts)
+                }
+                None => libc::sigwaitinfo(set, &mut info),
+            };
+            (sig, info)
+        };
+        if sig < 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) => return Event::Timeout,
+                _ => continue,
+            }
+        }
+        if sig == libc::SIGCHLD {
+            return Event::Child;
+        }
+        return Event::Forward { signal: sig, from_terminal: info.si_code == libc::SI_KERNEL };
+    }
+}
+
+/// Reaps every child that has ended; returns (pid, exit) pairs.
+pub fn reap() -> Vec<(libc::pid_t, Exit)> {
+    let mut ended = Vec::new();
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG on any child.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return ended;
+        }
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            ended.push((pid, Exit::from_wait_status(status)));
+        }
+    }
+}
+
+pub fn send(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_round_trips() {
+        for e in [Exit::Code(0), Exit::Code(3), Exit::Code(255), Exit::Signal(9), Exit::Signal(15)] {
+            assert_eq!(Exit::from_wait_status(e.to_wait_status()), e);
+        }
+    }
+}

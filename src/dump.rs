@@ -33,6 +33,9 @@ pub fn run_helper(args: &[OsString]) -> i32 {
         // SAFETY: setting FD_CLOEXEC on a descriptor we own.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    // The image holds the whole heap: nobody else may read what CRIU writes.
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0o077) };
     close_other_descriptors(&[channel.as_raw_fd(), client.as_ref().map_or(-1, |c| c.as_raw_fd())]);
 
     let request = match receive(&channel) {

@@ -137,7 +137,8 @@ impl Restored<'_> {
             eprintln!("crac-java: cannot reach the restored JVM's agent: {e}");
         }
         if std::env::var_os("CRAC_SHIM_TIMING").is_some() {
-            eprintln!("crac-java: restored pid {pid} in {:.1} ms", self.started.elapsed().as_secs_f64() * 1000.0);
+            let line = format!("crac-java: restored pid {pid} in {:.1} ms\n", self.started.elapsed().as_secs_f64() * 1000.0);
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
 

@@ -21,8 +21,8 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 pub enum Outcome {
-    /// The dump did not happen; the JVM goes on as before.
-    Failed(String),
+    /// The dump did not happen; the JVM goes on as before (the helper told the client why).
+    Failed,
     /// The dump happened and the JVM goes on (keep_running).
     Kept,
     /// This is a restored copy; `pid` is its pid as `ps` shows it, when the launcher said.
@@ -54,7 +54,7 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             warn(&format!("checkpoint failed: {e}"));
-            Outcome::Failed(e.to_string())
+            Outcome::Failed
         }
     }
 }
@@ -101,7 +101,7 @@ fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, spare: [OwnedFd; 3]) -> O
     match reply {
         Some(m) if m.kind == kind::FAILED => {
             give_back_stdio(&stdio);
-            Outcome::Failed(m.get("error").unwrap_or("the dump failed").to_string())
+            Outcome::Failed
         }
         Some(m) if m.kind == kind::KEPT => {
             give_back_stdio(&stdio);

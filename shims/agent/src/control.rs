@@ -88,7 +88,7 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
                 return match checkpoint::run(config, Some(stream.into())) {
                     Outcome::Restored { pid: Some(new_pid) } => new_pid,
                     Outcome::Restored { pid: None } => std::process::id(),
-                    Outcome::Failed(_) | Outcome::Kept => pid,
+                    Outcome::Failed | Outcome::Kept => pid,
                 };
             }
         }

@@ -77,7 +77,10 @@ const TAKES_VALUE: &[&str] = &[
 const ENDS_OPTIONS_WITH_VALUE: &[&str] = &["-jar", "-m", "--module"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
-    let mut inv = Invocation { passthrough: true, ..Invocation::default() };
+    let mut inv = Invocation {
+        passthrough: true,
+        ..Invocation::default()
+    };
     let mut iter = args.into_iter();
     while let Some(arg) = iter.next() {
         let bytes = arg.as_bytes();
@@ -142,7 +145,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             }
             "--crac-man" => {
                 inv.passthrough = false;
-                inv.man = Some(iter.next().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default());
+                inv.man = Some(
+                    iter.next()
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
                 continue;
             }
             _ => {}
@@ -174,8 +181,20 @@ mod tests {
             &["-version"][..],
             &["--help"],
             &["-cp", "a b.jar", "Main", "x y"],
-            &["@opts.txt", "-jar", "x.jar", "-Dprop=1", "-XX:CRaCCheckpointTo=/not/ours"],
-            &["--module-path", "mods", "-m", "app/app.Main", "-XX:CRaCRestoreFrom=x"],
+            &[
+                "@opts.txt",
+                "-jar",
+                "x.jar",
+                "-Dprop=1",
+                "-XX:CRaCCheckpointTo=/not/ours",
+            ],
+            &[
+                "--module-path",
+                "mods",
+                "-m",
+                "app/app.Main",
+                "-XX:CRaCRestoreFrom=x",
+            ],
             &["Main", "--crac-help"],
         ] {
             let inv = parse(args(line)).unwrap();
@@ -186,11 +205,28 @@ mod tests {
 
     #[test]
     fn crac_options_are_taken_out() {
-        let inv = parse(args(&["-Xmx64m", "-XX:CRaCCheckpointTo=/tmp/cp", "-cp", "-XX:CRaCRestoreFrom=x", "Main", "-XX:CRaCShimJava=y"])).unwrap();
+        let inv = parse(args(&[
+            "-Xmx64m",
+            "-XX:CRaCCheckpointTo=/tmp/cp",
+            "-cp",
+            "-XX:CRaCRestoreFrom=x",
+            "Main",
+            "-XX:CRaCShimJava=y",
+        ]))
+        .unwrap();
         assert!(!inv.passthrough);
         assert_eq!(inv.checkpoint_to, Some(PathBuf::from("/tmp/cp")));
         assert_eq!(inv.restore_from, None, "a -cp value is not an option");
-        assert_eq!(inv.java_args, args(&["-Xmx64m", "-cp", "-XX:CRaCRestoreFrom=x", "Main", "-XX:CRaCShimJava=y"]));
+        assert_eq!(
+            inv.java_args,
+            args(&[
+                "-Xmx64m",
+                "-cp",
+                "-XX:CRaCRestoreFrom=x",
+                "Main",
+                "-XX:CRaCShimJava=y"
+            ])
+        );
     }
 
     #[test]
@@ -202,9 +238,18 @@ mod tests {
 
     #[test]
     fn bad_crac_options_are_refused() {
-        assert_eq!(parse(args(&["-XX:CRaCCheckpointTo="])), Err(UsageError::MissingValue("-XX:CRaCCheckpointTo")));
-        assert_eq!(parse(args(&["-XX:CRaCRestoreFrom"])), Err(UsageError::MissingValue("-XX:CRaCRestoreFrom")));
-        assert!(matches!(parse(args(&["-XX:+CRaCBogus"])), Err(UsageError::Unknown(_))));
+        assert_eq!(
+            parse(args(&["-XX:CRaCCheckpointTo="])),
+            Err(UsageError::MissingValue("-XX:CRaCCheckpointTo"))
+        );
+        assert_eq!(
+            parse(args(&["-XX:CRaCRestoreFrom"])),
+            Err(UsageError::MissingValue("-XX:CRaCRestoreFrom"))
+        );
+        assert!(matches!(
+            parse(args(&["-XX:+CRaCBogus"])),
+            Err(UsageError::Unknown(_))
+        ));
         assert_eq!(
             parse(args(&["-XX:CRaCCheckpointTo=a", "-XX:CRaCRestoreFrom=b"])),
             Err(UsageError::Conflict)

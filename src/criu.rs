@@ -19,7 +19,10 @@ pub struct Criu {
 
 /// Parses `criu --version` output ("Version: 4.2.1").
 pub fn parse_version(output: &str) -> Option<(u32, u32, u32)> {
-    let v = output.lines().find_map(|l| l.trim().strip_prefix("Version:"))?.trim();
+    let v = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))?
+        .trim();
     let mut parts = v.split(['.', '-']).map(|p| p.parse::<u32>().ok());
     let major = parts.next()??;
     let minor = parts.next().flatten().unwrap_or(0);
@@ -33,14 +36,20 @@ fn version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
         .output()
         .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let v = parse_version(&text).ok_or_else(|| format!("{} does not look like CRIU (no version)", path.display()))?;
+    let v = parse_version(&text)
+        .ok_or_else(|| format!("{} does not look like CRIU (no version)", path.display()))?;
     Ok((format!("{}.{}.{}", v.0, v.1, v.2), v))
 }
 
 /// Where to look, in CRaC's order: explicit, `CRAC_CRIU_PATH`, bundled next to us, PATH.
 pub fn locate(explicit: Option<&Path>) -> Result<Criu> {
-    let env = std::env::var_os("CRAC_CRIU_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some((p, source)) = explicit.map(|p| (p.to_path_buf(), "-XX:CRaCEngine")).or(env.map(|p| (p, "CRAC_CRIU_PATH"))) {
+    let env = std::env::var_os("CRAC_CRIU_PATH")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    if let Some((p, source)) = explicit
+        .map(|p| (p.to_path_buf(), "-XX:CRaCEngine"))
+        .or(env.map(|p| (p, "CRAC_CRIU_PATH")))
+    {
         return check(&p).map_err(|e| anyhow::anyhow!("{source}: {e}; {HOW_TO_GET}"));
     }
     let mut candidates = Vec::new();
@@ -98,7 +107,11 @@ pub fn check_privilege(criu: &Criu) -> Result<()> {
         return Ok(());
     }
     let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
-    for needed in [Capability::CAP_SYS_ADMIN, Capability::CAP_SYS_PTRACE, Capability::CAP_CHECKPOINT_RESTORE] {
+    for needed in [
+        Capability::CAP_SYS_ADMIN,
+        Capability::CAP_SYS_PTRACE,
+        Capability::CAP_CHECKPOINT_RESTORE,
+    ] {
         if !effective.contains(&needed) {
             bail!("not enough privilege: CRIU needs {needed}, which this process does not have (run as root outside a restricted container, or grant {needed})");
         }
@@ -125,8 +138,20 @@ fn common_args() -> Vec<String> {
 
 /// `criu dump` of the JVM `pid` into `dir`; `external_unix` are the inodes of unix sockets
 /// whose peers are outside the JVM on purpose (the checkpoint channel).
-pub fn dump_args(pid: u32, dir: &Path, log: &str, external_unix: &[u64], extra: &[String]) -> Vec<String> {
-    let mut a = vec!["dump".into(), "-t".into(), pid.to_string(), "-D".into(), dir.display().to_string()];
+pub fn dump_args(
+    pid: u32,
+    dir: &Path,
+    log: &str,
+    external_unix: &[u64],
+    extra: &[String],
+) -> Vec<String> {
+    let mut a = vec![
+        "dump".into(),
+        "-t".into(),
+        pid.to_string(),
+        "-D".into(),
+        dir.display().to_string(),
+    ];
     a.extend(["-o".into(), log.into(), "-v4".into()]);
     a.extend(common_args());
     for ino in external_unix {
@@ -139,9 +164,27 @@ pub fn dump_args(pid: u32, dir: &Path, log: &str, external_unix: &[u64], extra: 
 
 /// `criu restore` of `dir`, detached, with the restored JVM as our sibling (so the caller
 /// is its parent). `inherit` maps our descriptor numbers to image keys.
-pub fn restore_args(dir: &Path, work_dir: &Path, log: &str, inherit: &[(i32, String)], extra: &[String]) -> Vec<String> {
-    let mut a = vec!["restore".into(), "-D".into(), dir.display().to_string(), "-W".into(), work_dir.display().to_string()];
-    a.extend(["-o".into(), log.into(), "-v2".into(), "-d".into(), "-S".into()]);
+pub fn restore_args(
+    dir: &Path,
+    work_dir: &Path,
+    log: &str,
+    inherit: &[(i32, String)],
+    extra: &[String],
+) -> Vec<String> {
+    let mut a = vec![
+        "restore".into(),
+        "-D".into(),
+        dir.display().to_string(),
+        "-W".into(),
+        work_dir.display().to_string(),
+    ];
+    a.extend([
+        "-o".into(),
+        log.into(),
+        "-v2".into(),
+        "-d".into(),
+        "-S".into(),
+    ]);
     a.extend(common_args());
     for (fd, key) in inherit {
         a.push("--inherit-fd".into());
@@ -159,14 +202,23 @@ pub fn first_error(log: &str) -> Option<String> {
         .filter(|l| !l.contains("Can't setup RLIMIT_NOFILE"))
         .map(|l| match l.find("): ") {
             Some(i) if l.contains("Error (") => l[i + 3..].trim().to_string(),
-            _ => l.trim().trim_start_matches(|c: char| c == '(' || c.is_ascii_digit() || c == '.' || c == ')').trim().to_string(),
+            _ => l
+                .trim()
+                .trim_start_matches(|c: char| {
+                    c == '(' || c.is_ascii_digit() || c == '.' || c == ')'
+                })
+                .trim()
+                .to_string(),
         })
         .find(|l| !l.is_empty())
 }
 
 /// Key of a unix socket in `--external unix[N]`, from a `socket:[N]` descriptor key.
 pub fn socket_inode(key: &str) -> Option<u64> {
-    key.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    key.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Runs `criu check` quietly: used by set-up and by tests to skip with a reason.
@@ -194,28 +246,56 @@ mod tests {
         assert_eq!(parse_version("Version: 4.2.1\n"), Some((4, 2, 1)));
         assert_eq!(parse_version("Version: 3.17\nGitID: x"), Some((3, 17, 0)));
         assert_eq!(parse_version("nope"), None);
-        assert!((3, 17) < MIN_VERSION && (4, 1) < MIN_VERSION && (4, 2) >= MIN_VERSION && (5, 0) >= MIN_VERSION);
+        assert!(
+            (3, 17) < MIN_VERSION
+                && (4, 1) < MIN_VERSION
+                && (4, 2) >= MIN_VERSION
+                && (5, 0) >= MIN_VERSION
+        );
     }
 
     #[test]
     fn dump_command_marks_the_channel_external() {
-        let a = dump_args(42, Path::new("/tmp/x"), "dump.log", &[77], &["--tcp-close".into()]);
+        let a = dump_args(
+            42,
+            Path::new("/tmp/x"),
+            "dump.log",
+            &[77],
+            &["--tcp-close".into()],
+        );
         let s = a.join(" ");
         assert!(s.starts_with("dump -t 42 -D /tmp/x -o dump.log"));
-        assert!(s.contains("--shell-job") && s.contains("--external unix[77]") && s.ends_with("--tcp-close"));
+        assert!(
+            s.contains("--shell-job")
+                && s.contains("--external unix[77]")
+                && s.ends_with("--tcp-close")
+        );
     }
 
     #[test]
     fn restore_command_inherits_descriptors() {
-        let a = restore_args(Path::new("/i"), Path::new("/w"), "r.log", &[(0, "pipe:[5]".into()), (9, "socket:[6]".into())], &[]);
+        let a = restore_args(
+            Path::new("/i"),
+            Path::new("/w"),
+            "r.log",
+            &[(0, "pipe:[5]".into()), (9, "socket:[6]".into())],
+            &[],
+        );
         let s = a.join(" ");
-        assert!(s.contains("-d -S") && s.contains("--inherit-fd fd[0]:pipe:[5]") && s.contains("--inherit-fd fd[9]:socket:[6]"));
+        assert!(
+            s.contains("-d -S")
+                && s.contains("--inherit-fd fd[0]:pipe:[5]")
+                && s.contains("--inherit-fd fd[9]:socket:[6]")
+        );
     }
 
     #[test]
     fn first_error_skips_noise() {
         let log = "(00.001) Warn (criu/x.c:1): meh\n(00.002) Error (criu/util.c:9): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted\n(00.003) Error (criu/files-reg.c:2131): File tmp/x has bad size 5 (expect 3)\n(00.004) Error (criu/cr-restore.c:1): Restoring FAILED.\n";
-        assert_eq!(first_error(log).as_deref(), Some("File tmp/x has bad size 5 (expect 3)"));
+        assert_eq!(
+            first_error(log).as_deref(),
+            Some("File tmp/x has bad size 5 (expect 3)")
+        );
         assert_eq!(first_error("all good"), None);
         assert_eq!(socket_inode("socket:[123]"), Some(123));
         assert_eq!(socket_inode("pipe:[1]"), None);

@@ -98,7 +98,11 @@ pub const CRAC_JAVA: Page = Page {
 pub const CRAC_JCMD: Page = Page {
     name: "crac-jcmd",
     summary: "send a checkpoint request to a JVM started by crac-java",
-    synopsis: &["crac-jcmd PID JDK.checkpoint", "crac-jcmd PID help", "crac-jcmd -l"],
+    synopsis: &[
+        "crac-jcmd PID JDK.checkpoint",
+        "crac-jcmd PID help",
+        "crac-jcmd -l",
+    ],
     description: "crac-jcmd talks to the crac-shim agent in a JVM started with \
         `crac-java -XX:CRaCCheckpointTo=DIR`, through the JVM's private control socket. \
         JDK.checkpoint makes CRIU write an image of the JVM to DIR; the JVM then exits, as with \
@@ -106,20 +110,42 @@ pub const CRAC_JCMD: Page = Page {
         the checkpoint failed (the JVM keeps running then). PID may be a restored copy's pid as \
         ps shows it.",
     options: &[
-        Item { term: "-l, --list", help: "List the JVMs that crac-jcmd can reach, with pid and command." },
-        Item { term: "-h, --help", help: "Print this help and exit." },
-        Item { term: "-V, --version", help: "Print crac-shim's version and exit." },
+        Item {
+            term: "-l, --list",
+            help: "List the JVMs that crac-jcmd can reach, with pid and command.",
+        },
+        Item {
+            term: "-h, --help",
+            help: "Print this help and exit.",
+        },
+        Item {
+            term: "-V, --version",
+            help: "Print crac-shim's version and exit.",
+        },
     ],
     environment: &[Item {
         term: "CRAC_SHIM_RUNTIME_DIR",
         help: "Where the control sockets are (default /tmp/crac-shim-UID of the JVM's owner).",
     }],
     exit_status: &[
-        Item { term: "0", help: "the command succeeded (after a checkpoint, the JVM has exited)." },
-        Item { term: "1", help: "the checkpoint failed (the JVM keeps running), or the pid is not a crac-shim JVM." },
-        Item { term: "2", help: "bad usage." },
+        Item {
+            term: "0",
+            help: "the command succeeded (after a checkpoint, the JVM has exited).",
+        },
+        Item {
+            term: "1",
+            help:
+                "the checkpoint failed (the JVM keeps running), or the pid is not a crac-shim JVM.",
+        },
+        Item {
+            term: "2",
+            help: "bad usage.",
+        },
     ],
-    examples: &[Item { term: "crac-jcmd 4242 JDK.checkpoint", help: "Checkpoint JVM 4242." }],
+    examples: &[Item {
+        term: "crac-jcmd 4242 JDK.checkpoint",
+        help: "Checkpoint JVM 4242.",
+    }],
     see_also: "crac-java(1), jcmd(1)",
 };
 
@@ -176,7 +202,13 @@ fn roff_escape(text: &str) -> String {
     // A line starting with . or ' would be a request.
     escaped
         .lines()
-        .map(|l| if l.starts_with('.') || l.starts_with('\'') { format!("\\&{l}") } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -189,11 +221,18 @@ pub fn man(page: &Page) -> String {
         page.name.to_uppercase(),
         env!("CARGO_PKG_VERSION")
     );
-    out.push_str(&format!(".SH NAME\n{} \\- {}\n.SH SYNOPSIS\n", page.name, roff_escape(page.summary)));
+    out.push_str(&format!(
+        ".SH NAME\n{} \\- {}\n.SH SYNOPSIS\n",
+        page.name,
+        roff_escape(page.summary)
+    ));
     for s in page.synopsis {
         out.push_str(&format!(".B {}\n.br\n", roff_escape(s)));
     }
-    out.push_str(&format!(".SH DESCRIPTION\n{}\n", roff_escape(page.description)));
+    out.push_str(&format!(
+        ".SH DESCRIPTION\n{}\n",
+        roff_escape(page.description)
+    ));
     for (title, items) in [
         ("OPTIONS", page.options),
         ("ENVIRONMENT", page.environment),
@@ -202,7 +241,11 @@ pub fn man(page: &Page) -> String {
     ] {
         out.push_str(&format!(".SH {title}\n"));
         for item in items {
-            out.push_str(&format!(".TP\n.B {}\n{}\n", roff_escape(item.term), roff_escape(item.help)));
+            out.push_str(&format!(
+                ".TP\n.B {}\n{}\n",
+                roff_escape(item.term),
+                roff_escape(item.help)
+            ));
         }
     }
     out.push_str(&format!(".SH SEE ALSO\n{}\n", roff_escape(page.see_also)));
@@ -218,7 +261,12 @@ mod tests {
         for page in [&CRAC_JAVA, &CRAC_JCMD] {
             let text = help(page);
             for item in page.options.iter().chain(page.environment) {
-                assert!(text.contains(item.term), "{} missing from {} --help", item.term, page.name);
+                assert!(
+                    text.contains(item.term),
+                    "{} missing from {} --help",
+                    item.term,
+                    page.name
+                );
             }
         }
     }

@@ -8,7 +8,9 @@
 use crate::criu;
 use crate::image::{self, Metadata};
 use anyhow::{bail, Context, Result};
-use crac_shim_proto::{exit_line, kind, Message, FORMAT_VERSION, LIST_SEPARATOR, MAX_MESSAGE, NO_CLIENT};
+use crac_shim_proto::{
+    exit_line, kind, Message, FORMAT_VERSION, LIST_SEPARATOR, MAX_MESSAGE, NO_CLIENT,
+};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::ffi::OsString;
 use std::io::{IoSlice, Write};
@@ -19,16 +21,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub fn run_helper(args: &[OsString]) -> i32 {
-    let fd = |i: usize| args.get(i).and_then(|a| a.to_str()).and_then(|a| a.parse::<RawFd>().ok());
-    let (Some(channel), Some(client)) = (fd(0), fd(1)) else {
+    let fd = |i: usize| {
+        args.get(i)
+            .and_then(|a| a.to_str())
+            .and_then(|a| a.parse::<RawFd>().ok())
+    };
+    let (Some(channel), Some(client), Some(out_spare), Some(err_spare)) =
+        (fd(0), fd(1), fd(2), fd(3))
+    else {
         eprintln!("crac-java: the dump helper is started by the crac-shim agent, not by hand");
         return 2;
+    };
+    // SAFETY: the agent passed these open for us alone.
+    let spares = unsafe {
+        [
+            OwnedFd::from_raw_fd(out_spare),
+            OwnedFd::from_raw_fd(err_spare),
+        ]
     };
     // SAFETY: the agent passed us these descriptors open, and nothing else owns them here.
     let channel = unsafe { OwnedFd::from_raw_fd(channel) };
     // SAFETY: as above; NO_CLIENT means there is none.
-    let mut client = (client != NO_CLIENT).then(|| UnixStream::from(unsafe { OwnedFd::from_raw_fd(client) }));
-    for fd in [channel.as_raw_fd()].into_iter().chain(client.as_ref().map(|c| c.as_raw_fd())) {
+    let mut client =
+        (client != NO_CLIENT).then(|| UnixStream::from(unsafe { OwnedFd::from_raw_fd(client) }));
+    let mut ours = vec![
+        channel.as_raw_fd(),
+        spares[0].as_raw_fd(),
+        spares[1].as_raw_fd(),
+    ];
+    ours.extend(client.as_ref().map(|c| c.as_raw_fd()));
+    for &fd in &ours {
         // Not for CRIU's eyes.
         // SAFETY: setting FD_CLOEXEC on a descriptor we own.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -36,7 +58,7 @@ pub fn run_helper(args: &[OsString]) -> i32 {
     // The image holds the whole heap: nobody else may read what CRIU writes.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0o077) };
-    close_other_descriptors(&[channel.as_raw_fd(), client.as_ref().map_or(-1, |c| c.as_raw_fd())]);
+    close_other_descriptors(&ours);
 
     let request = match receive(&channel) {
         Ok(m) => m,
@@ -48,8 +70,14 @@ pub fn run_helper(args: &[OsString]) -> i32 {
     };
     let result = dump(&request);
     match &result {
-        Ok(()) => report(&mut client, Ok(())),
+        Ok(()) => {
+            // The JVM is gone: what it wrote while waiting for CRIU belongs to its output.
+            pass_on(&spares[0], 1);
+            pass_on(&spares[1], 2);
+            report(&mut client, Ok(()));
+        }
         Err(e) => {
+            drop(spares);
             let text = format!("{e:#}");
             eprintln!("crac-shim: checkpoint failed: {text}");
             report(&mut client, Err(&text));
@@ -59,8 +87,40 @@ pub fn run_helper(args: &[OsString]) -> i32 {
     i32::from(result.is_err())
 }
 
+/// Copies the placeholder pipe `from` to `to` until every writer is gone (bounded wait).
+fn pass_on(from: &OwnedFd, to: RawFd) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: from.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 2000) } <= 0 {
+            return;
+        }
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        let mut rest = &buf[..n as usize];
+        while !rest.is_empty() {
+            // SAFETY: rest is a valid readable slice.
+            let w = unsafe { libc::write(to, rest.as_ptr().cast(), rest.len()) };
+            if w <= 0 {
+                return;
+            }
+            rest = &rest[w as usize..];
+        }
+    }
+}
+
 fn close_other_descriptors(keep: &[RawFd]) {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
     let fds: Vec<RawFd> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|fd| *fd > 2 && !keep.contains(fd))
@@ -74,7 +134,8 @@ fn close_other_descriptors(keep: &[RawFd]) {
 
 fn receive(channel: &OwnedFd) -> Result<Message> {
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let n = nix::sys::socket::recv(channel.as_raw_fd(), &mut buf, MsgFlags::empty()).context("reading the dump request")?;
+    let n = nix::sys::socket::recv(channel.as_raw_fd(), &mut buf, MsgFlags::empty())
+        .context("reading the dump request")?;
     let m = Message::decode(&buf[..n]).context("decoding the dump request")?;
     if m.kind != kind::DUMP {
         bail!("unexpected {:?} message from the agent", m.kind);
@@ -87,7 +148,13 @@ fn give_back(channel: &OwnedFd, error: &str) {
     let m = Message::new(kind::FAILED).with("error", error).encode();
     let fds = [0, 1, 2];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    if let Err(e) = sendmsg::<()>(channel.as_raw_fd(), &[IoSlice::new(&m)], &cmsg, MsgFlags::empty(), None) {
+    if let Err(e) = sendmsg::<()>(
+        channel.as_raw_fd(),
+        &[IoSlice::new(&m)],
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    ) {
         eprintln!("crac-shim: cannot hand stdio back to the JVM: {e}");
     }
 }
@@ -97,18 +164,29 @@ fn report(client: &mut Option<UnixStream>, result: std::result::Result<(), &str>
     let Some(c) = client else { return };
     let text = match result {
         Ok(()) => format!("Command executed successfully\n{}", exit_line(0)),
-        Err(e) => format!("An exception during a checkpoint operation:\njdk.crac.CheckpointException: {e}\n{}", exit_line(1)),
+        Err(e) => format!(
+            "An exception during a checkpoint operation:\njdk.crac.CheckpointException: {e}\n{}",
+            exit_line(1)
+        ),
     };
     let _ = c.write_all(text.as_bytes());
 }
 
 fn dump(request: &Message) -> Result<()> {
-    let field = |k: &str| request.get(k).with_context(|| format!("dump request lacks {k}"));
+    let field = |k: &str| {
+        request
+            .get(k)
+            .with_context(|| format!("dump request lacks {k}"))
+    };
     let pid: u32 = field("pid")?.parse().context("bad pid in dump request")?;
     let dir = PathBuf::from(field("dir")?);
     let criu_path = PathBuf::from(field("criu")?);
     let channel = field("channel")?.to_string();
-    let stdio = [field("stdin")?.to_string(), field("stdout")?.to_string(), field("stderr")?.to_string()];
+    let stdio = [
+        field("stdin")?.to_string(),
+        field("stdout")?.to_string(),
+        field("stderr")?.to_string(),
+    ];
     let extra: Vec<String> = request
         .get("criu_args")
         .map(|a| a.split(LIST_SEPARATOR).map(str::to_string).collect())
@@ -117,7 +195,8 @@ fn dump(request: &Message) -> Result<()> {
     image::prepare_target(&dir)?;
     let staging = image::staging_dir(&dir);
     if staging.exists() {
-        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot clear {}", staging.display()))?;
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot clear {}", staging.display()))?;
     }
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -125,7 +204,9 @@ fn dump(request: &Message) -> Result<()> {
         .with_context(|| format!("cannot create {}", staging.display()))?;
 
     let (java_home, libjvm) = jdk_of(pid);
-    let criu_version = criu::locate(Some(&criu_path)).map(|c| c.version).unwrap_or_default();
+    let criu_version = criu::locate(Some(&criu_path))
+        .map(|c| c.version)
+        .unwrap_or_default();
     let external: Vec<u64> = criu::socket_inode(&channel).into_iter().collect();
     let args = criu::dump_args(pid, &staging, "dump.log", &external, &extra);
     let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
@@ -157,7 +238,8 @@ fn dump(request: &Message) -> Result<()> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode()).context("cannot write the image metadata")?;
+    std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode())
+        .context("cannot write the image metadata")?;
     let _ = std::fs::remove_file(staging.join("criu.out"));
     image::install(&staging, &dir)
 }

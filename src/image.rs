@@ -30,7 +30,9 @@ impl Metadata {
             self.format, self.pid, self.java_home
         );
         if let Some((p, size, mtime)) = &self.libjvm {
-            out.push_str(&format!("libjvm={p}\nlibjvm_size={size}\nlibjvm_mtime={mtime}\n"));
+            out.push_str(&format!(
+                "libjvm={p}\nlibjvm_size={size}\nlibjvm_mtime={mtime}\n"
+            ));
         }
         for (name, key) in ["stdin", "stdout", "stderr"].iter().zip(&self.stdio) {
             out.push_str(&format!("{name}={key}\n"));
@@ -48,14 +50,26 @@ impl Metadata {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .filter_map(|l| l.split_once('='))
             .collect();
-        let get = |k: &str| map.get(k).copied().ok_or_else(|| format!("metadata lacks {k}"));
-        let num = |k: &str| get(k)?.parse::<u64>().map_err(|_| format!("metadata has a bad {k}"));
+        let get = |k: &str| {
+            map.get(k)
+                .copied()
+                .ok_or_else(|| format!("metadata lacks {k}"))
+        };
+        let num = |k: &str| {
+            get(k)?
+                .parse::<u64>()
+                .map_err(|_| format!("metadata has a bad {k}"))
+        };
         let format = num("format")? as u32;
         if format != FORMAT_VERSION {
             return Err(format!("image format {format} is not supported by this crac-shim (format {FORMAT_VERSION}); checkpoint again with this version"));
         }
         let libjvm = match map.get("libjvm") {
-            Some(p) => Some((p.to_string(), num("libjvm_size")?, num("libjvm_mtime")? as i64)),
+            Some(p) => Some((
+                p.to_string(),
+                num("libjvm_size")?,
+                num("libjvm_mtime")? as i64,
+            )),
             None => None,
         };
         Ok(Metadata {
@@ -63,7 +77,11 @@ impl Metadata {
             pid: num("pid")? as u32,
             java_home: get("java_home")?.to_string(),
             libjvm,
-            stdio: [get("stdin")?.to_string(), get("stdout")?.to_string(), get("stderr")?.to_string()],
+            stdio: [
+                get("stdin")?.to_string(),
+                get("stdout")?.to_string(),
+                get("stderr")?.to_string(),
+            ],
             channel: get("channel")?.to_string(),
             criu_version: map.get("criu_version").unwrap_or(&"").to_string(),
             perf_memfd: map.get("perf_memfd") == Some(&"true"),
@@ -83,7 +101,8 @@ pub struct Image {
 
 pub fn open(dir: &Path) -> Result<Image> {
     let shown = dir.display();
-    let meta = std::fs::metadata(dir).map_err(|e| anyhow::anyhow!("cannot use {shown} as an image: {e}"))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| anyhow::anyhow!("cannot use {shown} as an image: {e}"))?;
     if !meta.is_dir() {
         bail!("{shown} is not a directory, so it is not a crac-shim image");
     }
@@ -100,10 +119,16 @@ pub fn open(dir: &Path) -> Result<Image> {
     })?;
     let meta = Metadata::decode(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     check_jdk(&meta).with_context(|| format!("{shown} cannot be restored here"))?;
-    let pstree = std::fs::read(dir.join("pstree.img"))
-        .map_err(|e| anyhow::anyhow!("{shown} is not a complete image (pstree.img: {e}); checkpoint again"))?;
-    let ids = pstree_ids(&pstree).map_err(|e| anyhow::anyhow!("{shown}/pstree.img is damaged ({e}); checkpoint again"))?;
-    Ok(Image { dir: dir.to_path_buf(), meta, ids })
+    let pstree = std::fs::read(dir.join("pstree.img")).map_err(|e| {
+        anyhow::anyhow!("{shown} is not a complete image (pstree.img: {e}); checkpoint again")
+    })?;
+    let ids = pstree_ids(&pstree)
+        .map_err(|e| anyhow::anyhow!("{shown}/pstree.img is damaged ({e}); checkpoint again"))?;
+    Ok(Image {
+        dir: dir.to_path_buf(),
+        meta,
+        ids,
+    })
 }
 
 fn check_jdk(meta: &Metadata) -> Result<()> {
@@ -122,7 +147,9 @@ const PSTREE_MAGIC: u32 = 0x5027_3030;
 /// Reads the pids and thread ids from CRIU's pstree.img: a magic, then entries of a 32-bit
 /// length and a protobuf `pstree_entry` (pid = 1, threads = 5).
 pub fn pstree_ids(bytes: &[u8]) -> Result<Vec<u32>, String> {
-    let u32_at = |i: usize| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?)) };
+    let u32_at = |i: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+    };
     // Images start with IMG_COMMON_MAGIC (0x54564319) then the type magic.
     let mut pos = 0;
     if u32_at(0) == Some(0x5456_4319) {
@@ -180,7 +207,9 @@ fn parse_entry(buf: &[u8], ids: &mut Vec<u32>) -> Result<(), String> {
                 if field == 5 {
                     let mut p = 0;
                     while p < body.len() {
-                        ids.push(u32::try_from(varint(body, &mut p)?).map_err(|_| "tid out of range")?);
+                        ids.push(
+                            u32::try_from(varint(body, &mut p)?).map_err(|_| "tid out of range")?,
+                        );
                     }
                 }
             }
@@ -199,13 +228,19 @@ pub fn prepare_target(dir: &Path) -> Result<()> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            std::fs::DirBuilder::new().mode(0o700).create(dir).with_context(|| format!("cannot create {shown}"))?;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create {shown}"))?;
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("cannot use {shown}")),
-        Ok(m) if m.file_type().is_symlink() => bail!("{shown} is a symbolic link; give the real directory"),
+        Ok(m) if m.file_type().is_symlink() => {
+            bail!("{shown} is a symbolic link; give the real directory")
+        }
         Ok(m) if !m.is_dir() => bail!("{shown} exists and is not a directory"),
         Ok(m) => {
             // SAFETY: geteuid cannot fail.
@@ -213,7 +248,9 @@ pub fn prepare_target(dir: &Path) -> Result<()> {
             if m.uid() != euid {
                 bail!("{shown} belongs to uid {}, not to you", m.uid());
             }
-            let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+            let empty = std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
             if !empty && !dir.join(METADATA_FILE).exists() {
                 bail!("{shown} is neither empty nor a crac-shim image: refusing to replace what is in it; give a new or empty directory");
             }
@@ -224,7 +261,10 @@ pub fn prepare_target(dir: &Path) -> Result<()> {
 
 /// The scratch directory a dump goes to before it replaces `dir`.
 pub fn staging_dir(dir: &Path) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
     dir.with_file_name(format!(".{name}.crac-new"))
 }
 
@@ -232,12 +272,21 @@ pub fn staging_dir(dir: &Path) -> PathBuf {
 pub fn install(staging: &Path, dir: &Path) -> Result<()> {
     std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))?;
     if dir.exists() {
-        nix::fcntl::renameat2(None, staging, None, dir, nix::fcntl::RenameFlags::RENAME_EXCHANGE)
-            .with_context(|| format!("cannot swap the new image into {}", dir.display()))?;
+        nix::fcntl::renameat2(
+            None,
+            staging,
+            None,
+            dir,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .with_context(|| format!("cannot swap the new image into {}", dir.display()))?;
         // `staging` now holds the previous image.
-        std::fs::remove_dir_all(staging).with_context(|| format!("cannot remove the previous image in {}", staging.display()))?;
+        std::fs::remove_dir_all(staging).with_context(|| {
+            format!("cannot remove the previous image in {}", staging.display())
+        })?;
     } else {
-        std::fs::rename(staging, dir).with_context(|| format!("cannot move the new image to {}", dir.display()))?;
+        std::fs::rename(staging, dir)
+            .with_context(|| format!("cannot move the new image to {}", dir.display()))?;
     }
     Ok(())
 }
@@ -288,7 +337,10 @@ mod tests {
 
     #[test]
     fn pstree_lists_pids_and_threads() {
-        let img = image(&[entry(300, &[300, 301, 302], false), entry(400, &[400, 70000], true)]);
+        let img = image(&[
+            entry(300, &[300, 301, 302], false),
+            entry(400, &[400, 70000], true),
+        ]);
         assert_eq!(pstree_ids(&img).unwrap(), [300, 301, 302, 400, 70000]);
     }
 
@@ -318,11 +370,16 @@ mod tests {
         assert_eq!(Metadata::decode(&m.encode()), Ok(m.clone()));
         let other = m.encode().replace("format=1", "format=999");
         assert!(Metadata::decode(&other).unwrap_err().contains("format 999"));
-        assert!(Metadata::decode("format=1\n").unwrap_err().contains("lacks"));
+        assert!(Metadata::decode("format=1\n")
+            .unwrap_err()
+            .contains("lacks"));
     }
 
     #[test]
     fn staging_is_a_hidden_sibling() {
-        assert_eq!(staging_dir(Path::new("/tmp/cp")), Path::new("/tmp/.cp.crac-new"));
+        assert_eq!(
+            staging_dir(Path::new("/tmp/cp")),
+            Path::new("/tmp/.cp.crac-new")
+        );
     }
 }

@@ -11,7 +11,9 @@ use std::process::Command;
 /// `$JAVA_HOME/bin/java`, then PATH. A candidate that is this very binary (crac-java
 /// installed as `java`) is skipped.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
-    let me = std::fs::metadata("/proc/self/exe").ok().map(|m| (m.dev(), m.ino()));
+    let me = std::fs::metadata("/proc/self/exe")
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
     let is_me = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) == me;
     if let Some(p) = explicit {
         return usable(p, "-XX:CRaCShimJava", is_me(p));
@@ -38,16 +40,24 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
 
 fn usable(p: &Path, source: &str, is_me: bool) -> Result<PathBuf> {
     if is_me {
-        bail!("{source} points at crac-java itself ({}); it must name the real java", p.display());
+        bail!(
+            "{source} points at crac-java itself ({}); it must name the real java",
+            p.display()
+        );
     }
     if !is_executable(p) {
-        bail!("{source} names {}, which is not an executable file", p.display());
+        bail!(
+            "{source} names {}, which is not an executable file",
+            p.display()
+        );
     }
     Ok(p.to_path_buf())
 }
 
 fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).map(|m| m.is_file() && m.mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// The JDK directory that a `.../bin/java` belongs to.
@@ -76,4 +86,3 @@ pub fn preload_with(agent: &Path, existing: Option<&OsStr>) -> OsString {
     }
     v
 }
-

@@ -31,11 +31,18 @@ fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Action, l
             _ => return Err(arg.unexpected()),
         }
     }
-    let Some(first) = positional.first() else { return Ok(Action::List) };
+    let Some(first) = positional.first() else {
+        return Ok(Action::List);
+    };
     let pid = first.parse::<u32>().map_err(|_| {
-        lexopt::Error::Custom(format!("{first:?} is not a pid (give the pid that ps or crac-jcmd -l shows)").into())
+        lexopt::Error::Custom(
+            format!("{first:?} is not a pid (give the pid that ps or crac-jcmd -l shows)").into(),
+        )
     })?;
-    Ok(Action::Command { pid, command: positional[1..].to_vec() })
+    Ok(Action::Command {
+        pid,
+        command: positional[1..].to_vec(),
+    })
 }
 
 pub fn main() -> ! {
@@ -79,7 +86,9 @@ fn run(action: Action) -> Result<i32> {
                 Ok(0)
             }
             Some("JDK.checkpoint") => send(pid, Request::Checkpoint),
-            Some(other) => bail!("unknown command {other}: crac-jcmd knows JDK.checkpoint and help"),
+            Some(other) => {
+                bail!("unknown command {other}: crac-jcmd knows JDK.checkpoint and help")
+            }
         },
     }
 }
@@ -106,7 +115,9 @@ fn send(pid: u32, request: Request) -> Result<i32> {
             "{pid} is not a crac-shim JVM (no control socket {path}); start it with crac-java -XX:CRaCCheckpointTo=DIR"
         ),
     };
-    stream.write_all(request.encode().as_bytes()).context("cannot send the request")?;
+    stream
+        .write_all(request.encode().as_bytes())
+        .context("cannot send the request")?;
     println!("{pid}:");
     let reader = BufReader::new(stream);
     for line in reader.lines() {
@@ -134,11 +145,20 @@ fn list() -> Vec<(u32, String)> {
     }
     let mut found = Vec::new();
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_suffix(".sock").and_then(|p| p.parse::<u32>().ok()) else { continue };
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            let Some(pid) = name
+                .strip_suffix(".sock")
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
             let words: Vec<String> = cmdline
                 .split(|b| *b == 0)
                 .filter(|w| !w.is_empty())

@@ -68,25 +68,37 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     if p.is_absolute() {
         return Ok(p.to_path_buf());
     }
-    Ok(std::env::current_dir().context("cannot read the current directory")?.join(p))
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(p))
 }
 
 /// `CRAC_CRIU_OPTS`, split on spaces.
 fn criu_opts() -> Vec<String> {
-    std::env::var("CRAC_CRIU_OPTS").unwrap_or_default().split_whitespace().map(str::to_string).collect()
+    std::env::var("CRAC_CRIU_OPTS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 fn agent_path() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(env::AGENT).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            bail!("CRAC_SHIM_AGENT names {}, which does not exist", p.display());
+            bail!(
+                "CRAC_SHIM_AGENT names {}, which does not exist",
+                p.display()
+            );
         }
         return Ok(p);
     }
     let exe = std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
     let dir = exe.parent().context("crac-java has no directory")?;
-    for candidate in [dir.join("libcrac_shim_agent.so"), dir.join("../lib/crac-shim/libcrac_shim_agent.so")] {
+    for candidate in [
+        dir.join("libcrac_shim_agent.so"),
+        dir.join("../lib/crac-shim/libcrac_shim_agent.so"),
+    ] {
         if candidate.is_file() {
             return Ok(candidate);
         }
@@ -107,14 +119,21 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> anyhow::Er
         let agent = agent_path()?;
         let runtime = paths::runtime_dir();
         paths::ensure_private(&runtime)?;
-        let me = std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
+        let me =
+            std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
         Ok(vec![
-            ("LD_PRELOAD", java::preload_with(&agent, std::env::var_os("LD_PRELOAD").as_deref())),
+            (
+                "LD_PRELOAD",
+                java::preload_with(&agent, std::env::var_os("LD_PRELOAD").as_deref()),
+            ),
             (env::AGENT, agent.into()),
             (env::CHECKPOINT_TO, dir.into()),
             (env::LAUNCHER, me.into()),
             (env::CRIU, criu.path.into()),
-            (env::CRIU_ARGS, criu_opts().join(&LIST_SEPARATOR.to_string()).into()),
+            (
+                env::CRIU_ARGS,
+                criu_opts().join(&LIST_SEPARATOR.to_string()).into(),
+            ),
             (env::RUNTIME_DIR, runtime.into()),
         ])
     })();

@@ -8,7 +8,9 @@ pub fn runtime_dir() -> PathBuf {
     match std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
         // SAFETY: geteuid cannot fail.
-        None => PathBuf::from(crac_shim_proto::default_runtime_dir(unsafe { libc::geteuid() })),
+        None => PathBuf::from(crac_shim_proto::default_runtime_dir(unsafe {
+            libc::geteuid()
+        })),
     }
 }
 
@@ -20,7 +22,8 @@ pub fn ensure_private(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
     }
-    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot inspect {}", dir.display()))?;
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
     if !meta.is_dir() || meta.uid() != euid || meta.mode() & 0o077 != 0 {

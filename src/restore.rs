@@ -33,7 +33,10 @@ enum IdState {
 fn id_state(id: u32) -> IdState {
     match std::fs::read_to_string(format!("/proc/{id}/stat")) {
         Err(_) => IdState::Free,
-        Ok(stat) => match stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) {
+        Ok(stat) => match stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+        {
             Some("Z") | Some("X") => IdState::Zombie,
             _ => IdState::Taken,
         },
@@ -65,20 +68,36 @@ pub fn run(req: Request) -> Result<Exit> {
     let private_pids = needs_new_pid_namespace(&image);
     let work = paths::scratch_dir(&format!("restore-{}", std::process::id()))?;
 
-    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .context("cannot create the restore channel")?;
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("cannot create the restore channel")?;
     // CRIU must inherit its end.
     // SAFETY: clearing FD_CLOEXEC on a descriptor we own.
     unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0) };
     // CRIU's --shell-job handling takes fds 0-2 for itself, so our stdio goes in as copies.
     let stdio = stdio_copies()?;
-    let mut inherit: Vec<(i32, String)> =
-        stdio.iter().zip(&image.meta.stdio).map(|(fd, key)| (fd.as_raw_fd(), key.clone())).collect();
+    let mut inherit: Vec<(i32, String)> = stdio
+        .iter()
+        .zip(&image.meta.stdio)
+        .map(|(fd, key)| (fd.as_raw_fd(), key.clone()))
+        .collect();
     inherit.push((theirs.as_raw_fd(), image.meta.channel.clone()));
     let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &req.criu_args);
 
     let signals = supervise::take_over_signals();
-    let restored = Restored { image: &image, work: &work, properties: &req.properties, channel: ours, started };
+    let stdio_flags = StdioFlags::save(&stdio);
+    let restored = Restored {
+        image: &image,
+        work: &work,
+        properties: &req.properties,
+        channel: ours,
+        started,
+        stdio_flags,
+    };
     let exit = if private_pids {
         in_new_pid_namespace(&req.criu, &args, theirs, &signals, restored)?
     } else {
@@ -100,7 +119,10 @@ fn stdio_copies() -> Result<Vec<OwnedFd>> {
                 // SAFETY: fcntl gave us a new descriptor that nothing else owns.
                 unsafe { OwnedFd::from_raw_fd(copy) }
             } else {
-                let null = std::fs::OpenOptions::new().read(fd == 0).write(fd != 0).open("/dev/null")?;
+                let null = std::fs::OpenOptions::new()
+                    .read(fd == 0)
+                    .write(fd != 0)
+                    .open("/dev/null")?;
                 OwnedFd::from(null)
             };
             // SAFETY: clearing FD_CLOEXEC on a descriptor we own, so CRIU inherits it.
@@ -117,27 +139,65 @@ struct Restored<'a> {
     properties: &'a [String],
     channel: OwnedFd,
     started: Instant,
+    stdio_flags: StdioFlags,
+}
+
+/// The status flags of our stdio: CRIU sets those of the descriptors it replaces on the open
+/// files it hands in (shared with us and whoever started us), so they are put back after.
+struct StdioFlags(Vec<(OwnedFd, libc::c_int)>);
+
+impl StdioFlags {
+    fn save(fds: &[OwnedFd]) -> StdioFlags {
+        StdioFlags(
+            fds.iter()
+                .filter_map(|fd| {
+                    // SAFETY: F_GETFL on a descriptor we own.
+                    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+                    Some((fd.try_clone().ok()?, flags)).filter(|_| flags >= 0)
+                })
+                .collect(),
+        )
+    }
+
+    fn restore(&self) {
+        for (fd, flags) in &self.0 {
+            // SAFETY: F_SETFL on a descriptor we own, with flags it had.
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, *flags) };
+        }
+    }
 }
 
 impl Restored<'_> {
     fn failure(&self, criu_exit: Exit) -> anyhow::Error {
         let log_path = self.work.join("restore.log");
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let why = criu::first_error(&log).unwrap_or_else(|| format!("criu ended with {criu_exit:?}"));
-        anyhow::anyhow!("CRIU restore of {} failed: {why} (log: {}; the image is unchanged)", self.image.dir.display(), log_path.display())
+        let why =
+            criu::first_error(&log).unwrap_or_else(|| format!("criu ended with {criu_exit:?}"));
+        anyhow::anyhow!(
+            "CRIU restore of {} failed: {why} (log: {}; the image is unchanged)",
+            self.image.dir.display(),
+            log_path.display()
+        )
     }
 
     /// Tells the restored agent who it is now and what changed.
     fn greet(&self, pid: u32) {
-        let mut m = Message::new(kind::RESTORED).with("pid", pid).with("restore_ms", self.started.elapsed().as_millis());
+        let mut m = Message::new(kind::RESTORED)
+            .with("pid", pid)
+            .with("restore_ms", self.started.elapsed().as_millis());
         for p in self.properties {
             m.push("prop", p);
         }
-        if let Err(e) = nix::sys::socket::send(self.channel.as_raw_fd(), &m.encode(), MsgFlags::empty()) {
+        if let Err(e) =
+            nix::sys::socket::send(self.channel.as_raw_fd(), &m.encode(), MsgFlags::empty())
+        {
             eprintln!("crac-java: cannot reach the restored JVM's agent: {e}");
         }
         if std::env::var_os("CRAC_SHIM_TIMING").is_some() {
-            let line = format!("crac-java: restored pid {pid} in {:.1} ms\n", self.started.elapsed().as_secs_f64() * 1000.0);
+            let line = format!(
+                "crac-java: restored pid {pid} in {:.1} ms\n",
+                self.started.elapsed().as_secs_f64() * 1000.0
+            );
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
@@ -165,7 +225,10 @@ impl Restored<'_> {
         loop {
             match supervise::next_event(signals, None) {
                 Event::Timeout => {}
-                Event::Forward { signal, from_terminal } => {
+                Event::Forward {
+                    signal,
+                    from_terminal,
+                } => {
                     if app_running {
                         if !from_terminal {
                             supervise::send(app_pid, signal);
@@ -180,6 +243,7 @@ impl Restored<'_> {
                             if exit != Exit::Code(0) {
                                 return Err(self.failure(exit));
                             }
+                            self.stdio_flags.restore();
                             app_running = true;
                             match report.as_mut() {
                                 Some(r) => {
@@ -192,7 +256,12 @@ impl Restored<'_> {
                             }
                         } else if pid == app_pid && app_running {
                             if let Some(r) = report.as_mut() {
-                                r.write_all(format!("exit {}\n", exit.to_wait_status()).as_bytes())?;
+                                r.write_all(
+                                    format!("exit {}\n", exit.to_wait_status()).as_bytes(),
+                                )?;
+                                // The namespace ends with its init: let a dump helper or CRIU
+                                // that the program started finish first.
+                                supervise::reap_all_blocking();
                             }
                             return Ok(exit);
                         }
@@ -213,8 +282,9 @@ fn in_new_pid_namespace(
     signals: &libc::sigset_t,
     restored: Restored<'_>,
 ) -> Result<Exit> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
-        .context("cannot create a PID namespace for the restore (the checkpointed pid is in use)")?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).context(
+        "cannot create a PID namespace for the restore (the checkpointed pid is in use)",
+    )?;
     let (mut from_init, to_outer) = std::io::pipe().context("cannot create a pipe")?;
     // SAFETY: we are single-threaded (the launcher starts no threads), so the child may run
     // arbitrary code.
@@ -287,11 +357,27 @@ fn namespace_init(
     to_outer: std::io::PipeWriter,
 ) -> Result<Exit> {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("cannot create a mount namespace")?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .context("cannot make mounts private")?;
-    mount(Some("proc"), "/proc", Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
-        .context("cannot mount /proc for the new PID namespace")?;
+    // The restored JVM joins CRIU's session (--shell-job). A session inside the namespace
+    // keeps the copy checkpointable again (CRIU refuses a session leader outside it).
+    nix::unistd::setsid().context("cannot start a session in the new PID namespace")?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("cannot create a mount namespace")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("cannot make mounts private")?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .context("cannot mount /proc for the new PID namespace")?;
     let report = std::fs::File::from(OwnedFd::from(to_outer));
     restored.supervise_here(criu, args, theirs, signals, Some(report))
 }

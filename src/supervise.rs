@@ -3,8 +3,15 @@
 use std::time::Duration;
 
 /// Signals passed on to the restored program (KILL and STOP cannot be caught).
-pub const FORWARDED: [libc::c_int; 7] =
-    [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGTERM, libc::SIGWINCH];
+pub const FORWARDED: [libc::c_int; 7] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+    libc::SIGWINCH,
+];
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +45,10 @@ impl Exit {
                 // SAFETY: plain libc calls with valid arguments; a core dump of the launcher
                 // would be misleading, so the limit is zeroed first.
                 unsafe {
-                    let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    let zero = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
                     libc::setrlimit(libc::RLIMIT_CORE, &zero);
                     libc::signal(sig, libc::SIG_DFL);
                     let mut set = std::mem::zeroed::<libc::sigset_t>();
@@ -81,7 +91,10 @@ pub enum Event {
     Child,
     /// A signal to pass on; `from_terminal` when the kernel sent it (a tty key), which also
     /// reached the program directly if it shares our process group.
-    Forward { signal: libc::c_int, from_terminal: bool },
+    Forward {
+        signal: libc::c_int,
+        from_terminal: bool,
+    },
     Timeout,
 }
 
@@ -92,7 +105,10 @@ pub fn next_event(set: &libc::sigset_t, timeout: Option<Duration>) -> Event {
             let mut info = std::mem::zeroed::<libc::siginfo_t>();
             let sig = match timeout {
                 Some(t) => {
-                    let ts = libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as libc::c_long };
+                    let ts = libc::timespec {
+                        tv_sec: t.as_secs() as libc::time_t,
+                        tv_nsec: t.subsec_nanos() as libc::c_long,
+                    };
                     libc::sigtimedwait(set, &mut info, &ts)
                 }
                 None => libc::sigwaitinfo(set, &mut info),
@@ -108,7 +124,10 @@ pub fn next_event(set: &libc::sigset_t, timeout: Option<Duration>) -> Event {
         if sig == libc::SIGCHLD {
             return Event::Child;
         }
-        return Event::Forward { signal: sig, from_terminal: info.si_code == libc::SI_KERNEL };
+        return Event::Forward {
+            signal: sig,
+            from_terminal: info.si_code == libc::SI_KERNEL,
+        };
     }
 }
 
@@ -128,6 +147,18 @@ pub fn reap() -> Vec<(libc::pid_t, Exit)> {
     }
 }
 
+/// Waits for every remaining child to end.
+pub fn reap_all_blocking() {
+    loop {
+        let mut status = 0;
+        // SAFETY: blocking waitpid on any child.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
 pub fn send(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid, sig) };
@@ -139,7 +170,13 @@ mod tests {
 
     #[test]
     fn wait_status_round_trips() {
-        for e in [Exit::Code(0), Exit::Code(3), Exit::Code(255), Exit::Signal(9), Exit::Signal(15)] {
+        for e in [
+            Exit::Code(0),
+            Exit::Code(3),
+            Exit::Code(255),
+            Exit::Signal(9),
+            Exit::Signal(15),
+        ] {
             assert_eq!(Exit::from_wait_status(e.to_wait_status()), e);
         }
     }

@@ -14,7 +14,9 @@ use crate::config::Config;
 use crate::hooks::REDIRECTED;
 use crate::sys::{drain_pipe, dup_onto, fd_key, warn};
 use crac_shim_proto::{kind, Message, HELPER_ARG, LIST_SEPARATOR, MAX_MESSAGE, NO_CLIENT};
-use nix::sys::socket::{recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 use std::ffi::CString;
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -45,7 +47,16 @@ fn placeholders() -> std::io::Result<Placeholders> {
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    Ok(Placeholders { installed: [in_r, out_w, err_w], spare: [in_w, out_r, err_r] })
+    // CRIU gives an inherited descriptor the flags of the one it replaces. O_APPEND (which a
+    // pipe ignores) keeps a log file the restoring launcher was started with in append mode.
+    for w in [&out_w, &err_w] {
+        // SAFETY: F_SETFL on a pipe we own.
+        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETFL, libc::O_APPEND) };
+    }
+    Ok(Placeholders {
+        installed: [in_r, out_w, err_w],
+        spare: [in_w, out_r, err_r],
+    })
 }
 
 pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
@@ -60,23 +71,40 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
 }
 
 fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result<Outcome> {
-    let (agent_end, helper_end) =
-        socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    let (agent_end, helper_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
     let places = placeholders()?;
     let mut dump = Message::new(kind::DUMP)
         .with("pid", std::process::id())
         .with("dir", &config.checkpoint_to)
         .with("criu", &config.criu)
         .with("channel", fd_key(agent_end.as_fd())?)
-        .with("perf_memfd", REDIRECTED.load(std::sync::atomic::Ordering::Acquire));
+        .with(
+            "perf_memfd",
+            REDIRECTED.load(std::sync::atomic::Ordering::Acquire),
+        );
     for (name, fd) in ["stdin", "stdout", "stderr"].iter().zip(&places.installed) {
         dump.push(name, fd_key(fd.as_fd())?);
     }
     if !config.criu_args.is_empty() {
-        dump.push("criu_args", config.criu_args.join(&LIST_SEPARATOR.to_string()));
+        dump.push(
+            "criu_args",
+            config.criu_args.join(&LIST_SEPARATOR.to_string()),
+        );
     }
 
-    spawn_helper(&config.launcher, &helper_end, client.as_ref())?;
+    // The helper also gets the read ends of the stdout/stderr placeholders: after a successful
+    // dump it passes on what the JVM wrote while it waited for CRIU.
+    spawn_helper(
+        &config.launcher,
+        &helper_end,
+        client.as_ref(),
+        [&places.spare[1], &places.spare[2]],
+    )?;
     drop(helper_end);
     drop(client);
 
@@ -107,9 +135,14 @@ fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, spare: [OwnedFd; 3]) -> O
             give_back_stdio(&stdio);
             Outcome::Kept
         }
-        Some(m) if m.kind == kind::RESTORED => Outcome::Restored { pid: m.get("pid").and_then(|p| p.parse().ok()) },
+        Some(m) if m.kind == kind::RESTORED => Outcome::Restored {
+            pid: m.get("pid").and_then(|p| p.parse().ok()),
+        },
         Some(m) => {
-            warn(&format!("unexpected message {:?} on the checkpoint channel", m.kind));
+            warn(&format!(
+                "unexpected message {:?} on the checkpoint channel",
+                m.kind
+            ));
             Outcome::Restored { pid: None }
         }
         None => {
@@ -127,7 +160,12 @@ fn receive(channel: &OwnedFd) -> std::io::Result<(Option<Message>, Vec<OwnedFd>)
     loop {
         let mut cmsg = nix::cmsg_space!([RawFd; 3]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<()>(channel.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        let msg = match recvmsg::<()>(
+            channel.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Ok(m) => m,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -136,7 +174,10 @@ fn receive(channel: &OwnedFd) -> std::io::Result<(Option<Message>, Vec<OwnedFd>)
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(raw) = c {
                 // SAFETY: SCM_RIGHTS installed these descriptors in our table for us.
-                fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         let len = msg.bytes;
@@ -145,7 +186,9 @@ fn receive(channel: &OwnedFd) -> std::io::Result<(Option<Message>, Vec<OwnedFd>)
         }
         return match Message::decode(&buf[..len]) {
             Ok(m) => Ok((Some(m), fds)),
-            Err(e) => Err(std::io::Error::other(format!("bad message on the checkpoint channel: {e}"))),
+            Err(e) => Err(std::io::Error::other(format!(
+                "bad message on the checkpoint channel: {e}"
+            ))),
         };
     }
 }
@@ -156,18 +199,35 @@ extern "C" {
 
 /// Starts `launcher` in helper mode as an orphan (double fork), so that it is not in the
 /// JVM's process tree. Its stdio is the JVM's current stdio.
-fn spawn_helper(launcher: &str, channel: &OwnedFd, client: Option<&OwnedFd>) -> std::io::Result<()> {
+fn spawn_helper(
+    launcher: &str,
+    channel: &OwnedFd,
+    client: Option<&OwnedFd>,
+    output: [&OwnedFd; 2],
+) -> std::io::Result<()> {
     let path = CString::new(launcher).map_err(std::io::Error::other)?;
-    let channel_fd = channel.as_raw_fd();
     let client_fd = client.map_or(NO_CLIENT, |c| c.as_raw_fd());
+    // Inherited by the helper, in the order of its command line.
+    let passed = [
+        channel.as_raw_fd(),
+        client_fd,
+        output[0].as_raw_fd(),
+        output[1].as_raw_fd(),
+    ];
+    let number = |fd: RawFd| CString::new(fd.to_string()).map_err(std::io::Error::other);
     let args = [
         path.clone(),
         CString::new(HELPER_ARG).map_err(std::io::Error::other)?,
-        CString::new(channel_fd.to_string()).map_err(std::io::Error::other)?,
-        CString::new(client_fd.to_string()).map_err(std::io::Error::other)?,
+        number(passed[0])?,
+        number(passed[1])?,
+        number(passed[2])?,
+        number(passed[3])?,
     ];
-    let argv: Vec<*const libc::c_char> =
-        args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     // SAFETY: reading the process environment pointer; nothing modifies it concurrently
     // (the JVM does not call setenv).
     let envp = unsafe { environ };
@@ -180,7 +240,7 @@ fn spawn_helper(launcher: &str, channel: &OwnedFd, client: Option<&OwnedFd>) -> 
     }
     if child == 0 {
         // SAFETY: see above; this never returns.
-        unsafe { helper_child(path.as_ptr(), argv.as_ptr(), envp, channel_fd, client_fd) }
+        unsafe { helper_child(path.as_ptr(), argv.as_ptr(), envp, &passed) }
     }
     let mut status = 0;
     loop {
@@ -191,7 +251,9 @@ fn spawn_helper(launcher: &str, channel: &OwnedFd, client: Option<&OwnedFd>) -> 
         }
     }
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(std::io::Error::other("cannot start the dump helper (fork failed)"));
+        return Err(std::io::Error::other(
+            "cannot start the dump helper (fork failed)",
+        ));
     }
     Ok(())
 }
@@ -203,8 +265,7 @@ unsafe fn helper_child(
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
-    channel_fd: RawFd,
-    client_fd: RawFd,
+    inherited: &[RawFd],
 ) -> ! {
     // SAFETY: async-signal-safe calls only, as required after fork.
     unsafe {
@@ -216,9 +277,10 @@ unsafe fn helper_child(
         let mut empty = std::mem::zeroed::<libc::sigset_t>();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::fcntl(channel_fd, libc::F_SETFD, 0);
-        if client_fd >= 0 {
-            libc::fcntl(client_fd, libc::F_SETFD, 0);
+        for &fd in inherited {
+            if fd >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            }
         }
         libc::execve(path, argv, envp);
         libc::_exit(127)

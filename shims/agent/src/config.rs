@@ -60,6 +60,9 @@ mod tests {
     fn preload_loses_only_the_agent() {
         let agent = "/opt/x/libcrac_shim_agent.so";
         assert_eq!(without_entry(agent, Some(agent)), "");
-        assert_eq!(without_entry(&format!("/a.so:{agent} /b.so"), Some(agent)), "/a.so:/b.so");
+        assert_eq!(
+            without_entry(&format!("/a.so:{agent} /b.so"), Some(agent)),
+            "/a.so:/b.so"
+        );
     }
 }

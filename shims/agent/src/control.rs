@@ -18,7 +18,9 @@ pub fn start(config: Config) {
         .name("crac-shim-control".into())
         .spawn(move || run(config));
     if let Err(e) = spawned {
-        warn(&format!("cannot start the control thread ({e}); checkpoints are unavailable"));
+        warn(&format!(
+            "cannot start the control thread ({e}); checkpoints are unavailable"
+        ));
     }
 }
 
@@ -40,7 +42,9 @@ fn run(config: Config) {
         let listener = match bind(&config.runtime_dir, &path) {
             Ok(l) => l,
             Err(e) => {
-                warn(&format!("cannot open the control socket {path}: {e}; crac-jcmd cannot reach this JVM"));
+                warn(&format!(
+                    "cannot open the control socket {path}: {e}; crac-jcmd cannot reach this JVM"
+                ));
                 return;
             }
         };
@@ -79,7 +83,8 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
                 let _ = stream.write_all(format!("{message}\n{}", exit_line(1)).as_bytes());
             }
             Ok(Request::Describe) => {
-                let _ = stream.write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
+                let _ = stream
+                    .write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
             }
             Ok(Request::Checkpoint) => {
                 // The socket must not be part of the image: close it and its name now.
@@ -97,7 +102,8 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
 }
 
 fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
-    let creds = getsockopt(&*stream, PeerCredentials).map_err(|e| format!("cannot identify the client: {e}"))?;
+    let creds = getsockopt(&*stream, PeerCredentials)
+        .map_err(|e| format!("cannot identify the client: {e}"))?;
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     if creds.uid() != uid && creds.uid() != 0 {
@@ -106,7 +112,9 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
             creds.uid()
         ));
     }
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     let mut line = Vec::with_capacity(64);
     let mut byte = [0u8; 1];
     while line.len() < 4096 {

@@ -164,7 +164,12 @@ macro_rules! openat_hook {
         /// # Safety
         /// Same contract as the libc function of this name.
         #[cfg_attr(not(test), no_mangle)]
-        pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+        pub unsafe extern "C" fn $name(
+            dirfd: c_int,
+            path: *const c_char,
+            flags: c_int,
+            mode: mode_t,
+        ) -> c_int {
             // SAFETY: path comes from our caller, with openat(2)'s contract.
             if let Some(fd) = unsafe { perf_redirect(dirfd, path, flags) } {
                 return fd;

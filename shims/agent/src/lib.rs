@@ -6,7 +6,10 @@
 //! answers `crac-jcmd` and drives the checkpoint.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 mod checkpoint;
 mod config;

@@ -29,20 +29,32 @@ pub fn resolve_all() {
     }
 }
 
-pub type OpenFn = unsafe extern "C" fn(*const libc::c_char, libc::c_int, libc::mode_t) -> libc::c_int;
-pub type OpenatFn =
-    unsafe extern "C" fn(libc::c_int, *const libc::c_char, libc::c_int, libc::mode_t) -> libc::c_int;
+pub type OpenFn =
+    unsafe extern "C" fn(*const libc::c_char, libc::c_int, libc::mode_t) -> libc::c_int;
+pub type OpenatFn = unsafe extern "C" fn(
+    libc::c_int,
+    *const libc::c_char,
+    libc::c_int,
+    libc::mode_t,
+) -> libc::c_int;
 
 /// Calls the real `open`-like function in `slot`, or the raw syscall if it was not found.
 ///
 /// # Safety
 /// `path` must be a valid C string (or whatever the caller of the hook passed on, which the
 /// real function then judges).
-pub unsafe fn open(slot: &AtomicPtr<c_void>, path: *const libc::c_char, flags: libc::c_int, mode: libc::mode_t) -> libc::c_int {
+pub unsafe fn open(
+    slot: &AtomicPtr<c_void>,
+    path: *const libc::c_char,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> libc::c_int {
     let f = slot.load(Ordering::Acquire);
     if f.is_null() {
         // SAFETY: same contract as open(2); the kernel validates the pointer.
-        return unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, mode) as libc::c_int };
+        return unsafe {
+            libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path, flags, mode) as libc::c_int
+        };
     }
     // SAFETY: `f` was returned by dlsym for a function with exactly this signature (the
     // variadic mode argument is passed in the same register as a fixed one on the supported

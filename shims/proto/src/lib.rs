@@ -31,9 +31,9 @@ pub const LIST_SEPARATOR: char = '\u{1f}';
 /// The hidden first argument that turns `crac-java` into the dump helper.
 pub const HELPER_ARG: &str = "--crac-shim-internal-dump";
 
-/// The helper's command line is `crac-java HELPER_ARG <channel fd> <client fd or -1>`; its
-/// stdin, stdout and stderr are the JVM's original ones, which the agent replaces by
-/// placeholders for the dump.
+/// The helper's command line is `crac-java HELPER_ARG <channel fd> <client fd or -1>
+/// <stdout placeholder read end> <stderr placeholder read end>`; its stdin, stdout and stderr
+/// are the JVM's original ones, which the agent replaces by placeholders for the dump.
 pub const NO_CLIENT: i32 = -1;
 
 /// Largest message accepted on the control socket or the checkpoint channel.
@@ -150,7 +150,10 @@ fn truncate(s: &str, max: usize) -> &str {
 
 impl Message {
     pub fn new(kind: &str) -> Message {
-        Message { kind: kind.to_string(), fields: Vec::new() }
+        Message {
+            kind: kind.to_string(),
+            fields: Vec::new(),
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl fmt::Display) -> Message {
@@ -164,12 +167,18 @@ impl Message {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -205,7 +214,9 @@ impl Message {
         for line in lines {
             let (key, raw) = line
                 .split_once('=')
-                .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .filter(|(k, _)| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
                 .ok_or_else(|| DecodeError::BadField(truncate(line, 40).to_string()))?;
             message.fields.push((key.to_string(), unescape(raw)?));
         }
@@ -242,7 +253,10 @@ mod tests {
             .with("pid", 42);
         let decoded = Message::decode(&m.encode()).unwrap();
         assert_eq!(decoded, m);
-        assert_eq!(decoded.get_all("prop").collect::<Vec<_>>(), ["a=b\nc\\d", ""]);
+        assert_eq!(
+            decoded.get_all("prop").collect::<Vec<_>>(),
+            ["a=b\nc\\d", ""]
+        );
         assert_eq!(decoded.get("pid"), Some("42"));
     }
 
@@ -251,16 +265,28 @@ mod tests {
         assert_eq!(Message::decode(b""), Err(DecodeError::Empty));
         assert_eq!(Message::decode(b"\xff\xfe"), Err(DecodeError::NotUtf8));
         assert_eq!(Message::decode(b"Dump\n"), Err(DecodeError::BadKind));
-        assert!(matches!(Message::decode(b"dump\nnovalue\n"), Err(DecodeError::BadField(_))));
-        assert_eq!(Message::decode(b"dump\nk=\\x\n"), Err(DecodeError::BadEscape));
+        assert!(matches!(
+            Message::decode(b"dump\nnovalue\n"),
+            Err(DecodeError::BadField(_))
+        ));
+        assert_eq!(
+            Message::decode(b"dump\nk=\\x\n"),
+            Err(DecodeError::BadEscape)
+        );
         let huge = vec![b'a'; MAX_MESSAGE + 1];
-        assert!(matches!(Message::decode(&huge), Err(DecodeError::TooLarge(_))));
+        assert!(matches!(
+            Message::decode(&huge),
+            Err(DecodeError::TooLarge(_))
+        ));
     }
 
     #[test]
     fn requests_decode() {
         assert_eq!(Request::decode(b"checkpoint\n"), Ok(Request::Checkpoint));
-        assert_eq!(Request::decode(Request::Describe.encode().as_bytes()), Ok(Request::Describe));
+        assert_eq!(
+            Request::decode(Request::Describe.encode().as_bytes()),
+            Ok(Request::Describe)
+        );
         assert!(Request::decode(b"rm -rf /\n").is_err());
         assert_eq!(parse_exit_line("exit 3\n"), Some(3));
         assert_eq!(parse_exit_line(&exit_line(0)), Some(0));

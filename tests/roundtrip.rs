@@ -1,0 +1,254 @@
+//! The spine: start, checkpoint with crac-jcmd, restore; stdio, exit status, signals.
+
+mod support;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use support::*;
+
+#[test]
+fn counter_continues_after_restore_and_image_is_private() {
+    require_checkpoint!();
+    let tmp = TempDir::new("roundtrip");
+    let image = tmp.join("image");
+    let last = ticker_image(&image, &["pid"], 3);
+
+    let meta = std::fs::metadata(&image).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o700
+    );
+    for e in std::fs::read_dir(&image).unwrap().flatten() {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&e.metadata().unwrap().permissions());
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} is readable by others",
+            e.path().display()
+        );
+    }
+    assert!(image.join("crac-shim.meta").is_file() && image.join("dump.log").is_file());
+
+    let mut restored = restore(&image);
+    restored.out.wait_for("ticks after restore", |l| {
+        tick(l).is_some_and(|t| t >= last + 3)
+    });
+    let after = ticks(&restored.out.snapshot());
+    assert_eq!(
+        after[0],
+        last + 1,
+        "the counter goes on where it was: {after:?}"
+    );
+    assert!(after.windows(2).all(|w| w[1] == w[0] + 1));
+    restored.signal(libc::SIGTERM);
+    let status = restored.wait();
+    restored
+        .out
+        .wait_for("the shutdown hook of the restored JVM", |l| {
+            l == "shutdown hook"
+        });
+    assert_eq!(status.code(), Some(143), "java's status after SIGTERM");
+}
+
+#[test]
+fn restored_stdio_is_the_restoring_process_stdio() {
+    require_checkpoint!();
+    let tmp = TempDir::new("stdio");
+    let image = tmp.join("image");
+    ticker_image(&image, &["echo"], 2);
+
+    // stdin and stdout are pipes.
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()))
+        .stdin(std::process::Stdio::piped());
+    let mut restored = Proc::spawn(c);
+    restored.out.wait_for("a tick", |l| tick(l).is_some());
+    restored.write_stdin("hello after restore\n");
+    restored
+        .out
+        .wait_for("the echo", |l| l == "echo: hello after restore");
+    drop(restored.stdin.take());
+    restored.out.wait_for("EOF on stdin", |l| l == "echo: EOF");
+    drop(restored);
+
+    // stdout goes to a file (and the file may have grown in between: nothing checks its size).
+    let out_file = tmp.join("out.txt");
+    std::fs::write(&out_file, "earlier content\n").unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()))
+        .stdout(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&out_file)
+                .unwrap(),
+        );
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !std::fs::read_to_string(&out_file).unwrap().contains("tick") {
+        assert!(std::time::Instant::now() < deadline, "no tick in the file");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = writeln!(std::io::stderr(), "pid {}", child.id());
+    for p in descendants(child.id()) {
+        kill_pid(p);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "crac-java dies of the signal that killed the JVM"
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(text.starts_with("earlier content\ntick"), "{text}");
+}
+
+#[test]
+fn exit_status_and_signals_are_the_programs() {
+    require_checkpoint!();
+    let tmp = TempDir::new("status");
+    let image = tmp.join("image");
+    ticker_image(&image, &["exit=30:7", "hup"], 2);
+
+    let mut restored = restore(&image);
+    restored.out.wait_for("a tick", |l| tick(l).is_some());
+    restored.signal(libc::SIGHUP);
+    restored
+        .out
+        .wait_for("the forwarded SIGHUP", |l| l == "got HUP");
+    restored.signal(libc::SIGQUIT);
+    restored.out.wait_for("a thread dump (SIGQUIT)", |l| {
+        l.starts_with("Full thread dump")
+    });
+    assert_eq!(
+        restored.wait().code(),
+        Some(7),
+        "exit code of System.exit(7) in the restored JVM"
+    );
+    let app_pid = restored.descendants();
+    assert!(
+        app_pid.is_empty(),
+        "nothing left below crac-java: {app_pid:?}"
+    );
+
+    let mut restored = restore(&image);
+    restored.out.wait_for("a tick", |l| tick(l).is_some());
+    restored.signal(libc::SIGINT);
+    assert_eq!(
+        restored.wait().code(),
+        Some(130),
+        "java exits 130 after SIGINT"
+    );
+}
+
+#[test]
+fn the_same_image_restores_again_and_again() {
+    require_checkpoint!();
+    let tmp = TempDir::new("again");
+    let image = tmp.join("image");
+    let last = ticker_image(&image, &["exit=12:0"], 3);
+    let listing = |dir: &std::path::Path| {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&image);
+    for _ in 0..3 {
+        let mut restored = restore(&image);
+        assert_eq!(restored.wait().code(), Some(0));
+        let t = ticks(&restored.out.snapshot());
+        assert_eq!(t.first(), Some(&(last + 1)));
+        assert_eq!(t.last(), Some(&12));
+    }
+    assert_eq!(
+        listing(&image),
+        before,
+        "restores leave the image as it was"
+    );
+}
+
+#[test]
+fn concurrent_restores_each_run_and_a_restored_copy_checkpoints_again() {
+    require_checkpoint!();
+    let tmp = TempDir::new("concurrent");
+    let image = tmp.join("image");
+    let last = ticker_image(&image, &["pid"], 2);
+
+    let first = restore(&image);
+    first
+        .out
+        .wait_for("first copy ticking", |l| tick(l).is_some());
+    let mut second = restore(&image);
+    second.out.wait_for("second copy ticking", |l| {
+        tick(l).is_some_and(|t| t > last + 2)
+    });
+    first.out.wait_for("first copy still ticking", |l| {
+        tick(l).is_some_and(|t| t > last + 4)
+    });
+    let first_pids = first.descendants();
+    let second_pids = second.descendants();
+    assert!(
+        first_pids.iter().all(|p| !second_pids.contains(p)),
+        "two separate processes"
+    );
+
+    // The second copy runs in a PID namespace (the first holds the pid): crac-jcmd takes the
+    // pid that ps shows.
+    let copy_pid = *second_pids.last().unwrap();
+    let image2 = tmp.join("image2");
+    // It was checkpointed to `image`: checkpoint it again there and restore that.
+    let _ = image2;
+    checkpoint_ok(copy_pid);
+    let status = second.wait();
+    assert!(
+        status.signal() == Some(libc::SIGKILL) || status.code() == Some(137),
+        "{status:?}"
+    );
+    let seen = *ticks(&second.out.all()).last().unwrap();
+    drop(first);
+    wait_gone(first_pids[0]);
+    let third = restore(&image);
+    third
+        .out
+        .wait_for("the re-checkpointed copy", |l| tick(l).is_some());
+    let t = ticks(&third.out.snapshot());
+    assert_eq!(
+        t[0],
+        seen + 1,
+        "the new image continues the second copy: {t:?}"
+    );
+}
+
+#[test]
+fn restore_survives_other_jvms_cleaning_perf_data() {
+    require_checkpoint!();
+    let tmp = TempDir::new("perf");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let user = "root";
+    let perf_file = format!("/tmp/hsperfdata_{user}/{}", app.pid);
+    assert!(
+        !std::path::Path::new(&perf_file).exists(),
+        "{perf_file} must not exist"
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", app.pid)).unwrap();
+    assert!(
+        maps.contains("memfd:hsperfdata"),
+        "perf data lives in a memfd"
+    );
+    checkpoint_ok(app.pid);
+    app.wait();
+
+    // Another JVM of the same user starts and stops (it cleans stale perf files).
+    let mut other = std::process::Command::new(default_java());
+    other.arg("-cp").arg(classes()).arg("Args");
+    assert_eq!(run(other).code, Some(0));
+
+    let restored = restore(&image);
+    restored
+        .out
+        .wait_for("a tick after restore", |l| tick(l).is_some());
+}

@@ -1,0 +1,467 @@
+//! Shared by the integration tests: real JVMs, real CRIU, and cleaning up after both.
+//!
+//! Every process a test starts is held by a guard that kills it (and what it started, by pid)
+//! when the test ends, however it ends; every directory is removed the same way.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const CRAC_JAVA: &str = env!("CARGO_BIN_EXE_crac-java");
+pub const CRAC_JCMD: &str = env!("CARGO_BIN_EXE_crac-jcmd");
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Skips the test (returns) with a reason, or fails it under CRAC_SHIM_STRICT=1 (CI).
+#[macro_export]
+macro_rules! skip_unless {
+    ($cond:expr, $($why:tt)+) => {
+        if !$cond {
+            let why = format!($($why)+);
+            if std::env::var_os("CRAC_SHIM_STRICT").is_some() {
+                panic!("cannot run here: {why}");
+            }
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+/// Checkpoint tests need root and a working CRIU.
+#[macro_export]
+macro_rules! require_checkpoint {
+    () => {
+        $crate::skip_unless!(support::is_root(), "checkpoint/restore tests run as root");
+        $crate::skip_unless!(
+            support::criu_ready(),
+            "no working CRIU >= 4.2 next to crac-java: run scripts/setup"
+        );
+        $crate::skip_unless!(
+            support::agent().is_file(),
+            "the agent is not built: run cargo build --workspace"
+        );
+    };
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn bin_dir() -> PathBuf {
+    Path::new(CRAC_JAVA).parent().unwrap().to_path_buf()
+}
+
+pub fn agent() -> PathBuf {
+    bin_dir().join("libcrac_shim_agent.so")
+}
+
+pub fn criu_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let criu = bin_dir().join("criu");
+        Command::new(&criu)
+            .arg("check")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    })
+}
+
+pub fn default_java() -> PathBuf {
+    PathBuf::from("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
+}
+
+/// JDKs under /usr/lib/jvm other than Debian's default 17 (one entry per real directory).
+pub fn other_jdks() -> Vec<PathBuf> {
+    let default = std::fs::canonicalize(default_java()).ok();
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir("/usr/lib/jvm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let java = e.path().join("bin/java");
+        if let Ok(real) = std::fs::canonicalize(&java) {
+            if Some(&real) != default.as_ref() && !seen.contains(&real) {
+                seen.push(real);
+            }
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// A temporary directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("crac-shim-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Test programs from tests/java, compiled once per test binary (into cargo's target
+/// directory for tests, so nothing is left in /tmp).
+pub fn classes() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("classes-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java");
+        let files: Vec<PathBuf> = std::fs::read_dir(&src)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "java"))
+            .collect();
+        let javac = default_java().with_file_name("javac");
+        let out = Command::new(javac)
+            .args(["--release", "17", "-nowarn", "-XDignore.symbol.file", "-d"])
+            .arg(&dir)
+            .args(&files)
+            .output()
+            .expect("javac runs");
+        assert!(
+            out.status.success(),
+            "javac failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// Lines a process printed, shared with the thread that reads them (and whether it ended).
+#[derive(Clone, Default)]
+pub struct Lines(Arc<(Mutex<(Vec<String>, bool)>, Condvar)>);
+
+impl Lines {
+    pub fn collect(source: impl std::io::Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            let (m, c) = &*l.0;
+            for line in BufReader::new(source).lines() {
+                let Ok(line) = line else { break };
+                m.lock().unwrap().0.push(line);
+                c.notify_all();
+            }
+            m.lock().unwrap().1 = true;
+            c.notify_all();
+        });
+        lines
+    }
+
+    pub fn snapshot(&self) -> Vec<String> {
+        self.0 .0.lock().unwrap().0.clone()
+    }
+
+    /// Waits until the writer closed its end, then returns every line.
+    pub fn all(&self) -> Vec<String> {
+        let (m, c) = &*self.0;
+        let mut guard = m.lock().unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        while !guard.1 {
+            let now = Instant::now();
+            assert!(now < deadline, "output never ended");
+            guard = c.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+        guard.0.clone()
+    }
+
+    /// Waits for a line matching `pred`; panics with everything seen on timeout.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let (m, c) = &*self.0;
+        let mut guard = m.lock().unwrap();
+        loop {
+            if let Some(l) = guard.0.iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            let now = Instant::now();
+            let seen = &guard.0;
+            let tail = &seen[seen.len().saturating_sub(8)..];
+            assert!(
+                now < deadline,
+                "timed out waiting for {what}; {} lines, the last: {tail:?}",
+                seen.len()
+            );
+            guard = c.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+}
+
+/// Parses "tick N" lines.
+pub fn tick(line: &str) -> Option<u32> {
+    line.strip_prefix("tick ")?.trim().parse().ok()
+}
+
+pub fn ticks(lines: &[String]) -> Vec<u32> {
+    lines.iter().filter_map(|l| tick(l)).collect()
+}
+
+/// A started process, killed with everything below it when dropped.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub pid: u32,
+    pub out: Lines,
+    pub err: Lines,
+    pub stdin: Option<std::process::ChildStdin>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if cmd.get_program().is_empty() {
+            panic!("no program");
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let out = Lines::collect(child.stdout.take().unwrap());
+        let err = Lines::collect(child.stderr.take().unwrap());
+        let stdin = child.stdin.take();
+        Proc {
+            pid: child.id(),
+            child: Some(child),
+            out,
+            err,
+            stdin,
+            status: None,
+        }
+    }
+
+    pub fn write_stdin(&mut self, text: &str) {
+        let s = self.stdin.as_mut().expect("stdin was not piped");
+        s.write_all(text.as_bytes()).unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Waits for the process to end (with a timeout).
+    pub fn wait(&mut self) -> ExitStatus {
+        if let Some(s) = self.status {
+            return s;
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.status = Some(s);
+                return s;
+            }
+            let (out, err) = (self.out.snapshot(), self.err.snapshot());
+            assert!(
+                Instant::now() < deadline,
+                "pid {} did not end; stdout ends {:?}, stderr ends {:?}",
+                self.pid,
+                &out[out.len().saturating_sub(5)..],
+                &err[err.len().saturating_sub(5)..]
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child.
+        unsafe { libc::kill(self.pid as libc::pid_t, sig) };
+    }
+
+    /// The pids below this process (children first found, recursively).
+    pub fn descendants(&self) -> Vec<u32> {
+        descendants(self.pid)
+    }
+}
+
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for t in tasks {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                found.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    found
+}
+
+pub fn kill_pid(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !matches!(
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next()),
+                Some("Z") | Some("X")
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// Waits until `pid` is gone or a zombie.
+pub fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + TIMEOUT;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "pid {pid} is still alive");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        for p in self.descendants() {
+            kill_pid(p);
+        }
+        kill_pid(self.pid);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn crac_java() -> Command {
+    let mut c = Command::new(CRAC_JAVA);
+    c.env("CRAC_SHIM_JAVA", default_java());
+    c.env_remove("CRAC_CRIU_PATH");
+    c.stdin(Stdio::null());
+    c
+}
+
+/// `crac-java -XX:CRaCCheckpointTo=DIR -cp CLASSES MAIN ARGS`.
+pub fn start_checkpointable(dir: &Path, main: &str, args: &[&str]) -> Proc {
+    start_checkpointable_with(crac_java(), dir, main, args)
+}
+
+pub fn start_checkpointable_with(mut cmd: Command, dir: &Path, main: &str, args: &[&str]) -> Proc {
+    cmd.arg(format!("-XX:CRaCCheckpointTo={}", dir.display()))
+        .arg("-Xmx64m")
+        .arg("-cp")
+        .arg(classes())
+        .arg(main)
+        .args(args)
+        // A pipe that stays open while the test holds the Proc, so stdin never ends early.
+        .stdin(Stdio::piped());
+    Proc::spawn(cmd)
+}
+
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut o = String::new();
+        let mut e = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut o);
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut e);
+        let _ = tx.send((o, e));
+    });
+    let (o, e) = match rx.recv_timeout(TIMEOUT) {
+        Ok(v) => v,
+        Err(_) => {
+            kill_pid(pid);
+            let _ = child.wait();
+            panic!("command {cmd:?} did not finish");
+        }
+    };
+    let status = child.wait().unwrap();
+    Output {
+        code: status.code(),
+        stdout: o,
+        stderr: e,
+    }
+}
+
+/// `crac-jcmd PID JDK.checkpoint`.
+pub fn checkpoint(pid: u32) -> Output {
+    let mut c = Command::new(CRAC_JCMD);
+    c.arg(pid.to_string()).arg("JDK.checkpoint");
+    run(c)
+}
+
+/// Checkpoints and checks jcmd's success output.
+pub fn checkpoint_ok(pid: u32) {
+    let o = checkpoint(pid);
+    assert_eq!(
+        o.code,
+        Some(0),
+        "checkpoint failed: {} {}",
+        o.stdout,
+        o.stderr
+    );
+    assert_eq!(o.stdout, format!("{pid}:\nCommand executed successfully\n"));
+}
+
+/// Starts `crac-java -XX:CRaCRestoreFrom=DIR` with stdout/stderr piped.
+pub fn restore(dir: &Path) -> Proc {
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", dir.display()));
+    Proc::spawn(c)
+}
+
+/// Starts a Ticker, lets it tick `n` times, checkpoints it; returns the last tick before.
+pub fn ticker_image(dir: &Path, args: &[&str], n: u32) -> u32 {
+    let mut app = start_checkpointable(dir, "Ticker", args);
+    app.out
+        .wait_for(&format!("tick {n}"), |l| tick(l).is_some_and(|t| t >= n));
+    checkpoint_ok(app.pid);
+    let status = app.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "CRIU ends the JVM"
+    );
+    *ticks(&app.out.all()).last().unwrap()
+}

@@ -39,6 +39,7 @@ pub fn ensure_private(dir: &Path) -> Result<()> {
 pub fn scratch_dir(name: &str) -> Result<PathBuf> {
     let base = runtime_dir();
     ensure_private(&base)?;
+    sweep_finished(&base);
     let dir = base.join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
@@ -48,4 +49,24 @@ pub fn scratch_dir(name: &str) -> Result<PathBuf> {
         .create(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Removes scratch directories of launchers that are gone, unless they hold the log of a
+/// failed restore (kept for the user; CRIU writes `stats-restore` only when it succeeded).
+fn sweep_finished(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("restore-")) else {
+            continue;
+        };
+        let gone = !Path::new("/proc").join(pid).exists();
+        let path = e.path();
+        let failed_log = path.join("restore.log").exists() && !path.join("stats-restore").exists();
+        if gone && !failed_log {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }

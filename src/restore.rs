@@ -63,11 +63,39 @@ fn needs_new_pid_namespace(image: &Image) -> bool {
 
 pub fn run(req: Request) -> Result<Exit> {
     let started = Instant::now();
-    let image = image::open(&req.dir)?;
     criu::check_privilege(&req.criu)?;
+    let image = image::open(&req.dir)?;
+    let signals = supervise::take_over_signals();
     let private_pids = needs_new_pid_namespace(&image);
-    let work = paths::scratch_dir(&format!("restore-{}", std::process::id()))?;
+    match attempt(&req, &image, &signals, started, private_pids) {
+        // A pid can stay allocated for a moment after its process vanished from /proc.
+        Err(e) if !private_pids && e.downcast_ref::<PidCollision>().is_some() => {
+            attempt(&req, &image, &signals, started, true)
+        }
+        other => other,
+    }
+}
 
+/// CRIU could not give the restored JVM its pid: it is still in use.
+#[derive(Debug)]
+struct PidCollision;
+
+impl std::fmt::Display for PidCollision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a pid of the image is in use")
+    }
+}
+
+impl std::error::Error for PidCollision {}
+
+fn attempt(
+    req: &Request,
+    image: &Image,
+    signals: &libc::sigset_t,
+    started: Instant,
+    private_pids: bool,
+) -> Result<Exit> {
+    let work = paths::scratch_dir(&format!("restore-{}", std::process::id()))?;
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -88,10 +116,9 @@ pub fn run(req: Request) -> Result<Exit> {
     inherit.push((theirs.as_raw_fd(), image.meta.channel.clone()));
     let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &req.criu_args);
 
-    let signals = supervise::take_over_signals();
     let stdio_flags = StdioFlags::save(&stdio);
     let restored = Restored {
-        image: &image,
+        image,
         work: &work,
         properties: &req.properties,
         channel: ours,
@@ -99,9 +126,9 @@ pub fn run(req: Request) -> Result<Exit> {
         stdio_flags,
     };
     let exit = if private_pids {
-        in_new_pid_namespace(&req.criu, &args, theirs, &signals, restored)?
+        in_new_pid_namespace(&req.criu, &args, theirs, signals, restored)?
     } else {
-        restored.supervise_here(&req.criu, &args, theirs, &signals, None)?
+        restored.supervise_here(&req.criu, &args, theirs, signals, None)?
     };
     drop(stdio);
     let _ = std::fs::remove_dir_all(&work);
@@ -173,6 +200,9 @@ impl Restored<'_> {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let why =
             criu::first_error(&log).unwrap_or_else(|| format!("criu ended with {criu_exit:?}"));
+        if why.starts_with("Can't fork for") && why.ends_with("File exists") {
+            return anyhow::Error::new(PidCollision);
+        }
         anyhow::anyhow!(
             "CRIU restore of {} failed: {why} (log: {}; the image is unchanged)",
             self.image.dir.display(),
@@ -244,6 +274,8 @@ impl Restored<'_> {
                                 return Err(self.failure(exit));
                             }
                             self.stdio_flags.restore();
+                            // The log only matters when CRIU fails.
+                            let _ = std::fs::remove_dir_all(self.work);
                             app_running = true;
                             match report.as_mut() {
                                 Some(r) => {

@@ -159,7 +159,10 @@ pub fn classes() -> &'static Path {
 
 /// Lines a process printed, shared with the thread that reads them (and whether it ended).
 #[derive(Clone, Default)]
-pub struct Lines(Arc<(Mutex<(Vec<String>, bool)>, Condvar)>);
+pub struct Lines(Arc<(Mutex<Seen>, Condvar)>);
+
+/// The lines so far, and whether the output ended.
+type Seen = (Vec<String>, bool);
 
 impl Lines {
     pub fn collect(source: impl std::io::Read + Send + 'static) -> Lines {
@@ -350,11 +353,19 @@ impl Drop for Proc {
         if self.status.is_some() {
             return;
         }
+        // The program first, so that a restoring crac-java can see it end and clean up.
         for p in self.descendants() {
             kill_pid(p);
         }
-        kill_pid(self.pid);
         if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            kill_pid(self.pid);
             let _ = c.wait();
         }
     }

@@ -68,14 +68,48 @@ fn bind(dir: &str, path: &str) -> std::io::Result<UnixListener> {
             "{dir} is not a private directory owned by uid {uid} (remove it or fix its mode to 0700)"
         )));
     }
-    let _ = std::fs::remove_file(path);
+    sweep_stale_sockets(dir);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
+/// Removes the sockets of JVMs that are gone (killed ones cannot clean up after themselves).
+fn sweep_stale_sockets(dir: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_suffix(".sock")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The socket path of this incarnation, removed when the JVM exits normally.
+static SOCKET_PATH: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+extern "C" fn remove_socket_at_exit() {
+    if let Ok(path) = SOCKET_PATH.try_lock() {
+        if let Some(p) = path.as_deref() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static REMOVE_SOCKET_AT_EXIT: extern "C" fn() = remove_socket_at_exit;
+
 /// Answers clients until a checkpoint ends this incarnation; returns the pid to listen as.
 fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
+    if let Ok(mut current) = SOCKET_PATH.lock() {
+        *current = Some(path.to_string());
+    }
     for conn in listener.incoming() {
         let Ok(mut stream) = conn else { continue };
         match read_request(&mut stream) {

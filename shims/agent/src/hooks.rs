@@ -215,8 +215,9 @@ mod tests {
         assert_eq!(last_component(b"/"), b"/");
     }
 
+    // One test, because arming is process-wide state.
     #[test]
-    fn pid_match_is_exact() {
+    fn only_our_perf_file_goes_to_a_memfd() {
         arm_perf_redirect(4242);
         // SAFETY: literals are NUL-terminated.
         unsafe {
@@ -225,5 +226,64 @@ mod tests {
             assert!(!is_our_pid(c"424".as_ptr().cast()));
             assert!(!is_our_pid(c"".as_ptr().cast()));
         }
+
+        let pid = std::process::id();
+        arm_perf_redirect(pid);
+        let base = std::env::temp_dir().join(format!("crac-shim-hooks-{pid}"));
+        let dir = base.join("hsperfdata_test");
+        std::fs::create_dir_all(&dir).unwrap();
+        let other = base.join("elsewhere");
+        std::fs::create_dir_all(&other).unwrap();
+        let name = std::ffi::CString::new(pid.to_string()).unwrap();
+        let open_in = |d: &std::path::Path| {
+            let dirfd = std::fs::File::open(d).unwrap();
+            // SAFETY: valid directory descriptor and C string.
+            unsafe {
+                openat64(
+                    std::os::fd::AsRawFd::as_raw_fd(&dirfd),
+                    name.as_ptr(),
+                    libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW,
+                    0o600,
+                )
+            }
+        };
+        // Not a perf-data directory: a real file.
+        let fd = open_in(&other);
+        assert!(fd >= 0 && other.join(pid.to_string()).exists());
+        // SAFETY: closing what we opened.
+        unsafe { libc::close(fd) };
+        // The perf-data directory: a memfd, no file.
+        let fd = open_in(&dir);
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        assert!(
+            target.to_string_lossy().starts_with("/memfd:hsperfdata"),
+            "{target:?}"
+        );
+        assert!(!dir.join(pid.to_string()).exists());
+        // Only once.
+        let path =
+            std::ffi::CString::new(dir.join(pid.to_string()).to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: valid C string.
+        let again = unsafe { open64(path.as_ptr(), libc::O_RDWR | libc::O_CREAT, 0o600) };
+        assert!(again >= 0 && dir.join(pid.to_string()).exists());
+        // SAFETY: valid C strings; closing what we opened.
+        unsafe {
+            for f in [
+                fd,
+                again,
+                open(c"/dev/null".as_ptr(), libc::O_RDONLY, 0),
+                __open_2(c"/dev/null".as_ptr(), 0),
+            ] {
+                assert!(f >= 0);
+                libc::close(f);
+            }
+            let f = openat(libc::AT_FDCWD, c"/dev/null".as_ptr(), libc::O_RDONLY, 0);
+            assert!(f >= 0);
+            libc::close(f);
+            let f = __open64_2(c"/dev/null".as_ptr(), 0);
+            assert!(f >= 0);
+            libc::close(f);
+        }
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

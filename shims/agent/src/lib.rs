@@ -32,7 +32,7 @@ extern "C" fn agent_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     control::start(config);
 }
 
-#[cfg(not(test))]
+// Also in unit-test builds: without crac-java's environment it only resolves symbols.
 #[used]
 #[link_section = ".init_array"]
 static AGENT_INIT: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = agent_init;

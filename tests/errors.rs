@@ -1,0 +1,244 @@
+//! Bad input and failures: one clear line, a non-zero exit, nothing lost.
+
+mod support;
+use std::process::Command;
+use support::*;
+
+fn one_line_error(o: &Output, needles: &[&str]) {
+    assert_ne!(o.code, Some(0), "must fail: {}", o.stderr);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line: {:?}", o.stderr);
+    for n in needles {
+        assert!(lines[0].contains(n), "{:?} lacks {n:?}", lines[0]);
+    }
+}
+
+fn restore_cmd(dir: &std::path::Path) -> Command {
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", dir.display()));
+    c
+}
+
+#[test]
+fn criu_missing_or_too_old() {
+    let tmp = TempDir::new("criu");
+    let mut c = restore_cmd(tmp.path());
+    c.env("CRAC_CRIU_PATH", "/nonexistent/criu");
+    one_line_error(
+        &run(c),
+        &["CRAC_CRIU_PATH", "/nonexistent/criu", "scripts/setup"],
+    );
+
+    let mut c = crac_java();
+    c.env("CRAC_CRIU_PATH", "/nonexistent/criu")
+        .arg(format!("-XX:CRaCCheckpointTo={}", tmp.join("cp").display()));
+    c.arg("-cp").arg(classes()).arg("Args");
+    one_line_error(&run(c), &["CRAC_CRIU_PATH"]);
+
+    let old = std::path::Path::new("/usr/sbin/criu");
+    skip_unless!(
+        old.is_file(),
+        "Debian's own criu 3.17 is not installed (scripts/setup test installs it)"
+    );
+    let mut c = restore_cmd(tmp.path());
+    c.env("CRAC_CRIU_PATH", old);
+    one_line_error(&run(c), &["CRIU 3.17", "too old", "4.2"]);
+}
+
+#[test]
+fn not_enough_privilege_names_the_capability() {
+    require_checkpoint!();
+    let tmp = TempDir::new("priv");
+    let mut c = Command::new("setpriv");
+    c.args(["--bounding-set=-checkpoint_restore", "--"])
+        .arg(CRAC_JAVA);
+    c.arg(format!("-XX:CRaCRestoreFrom={}", tmp.path().display()));
+    one_line_error(&run(c), &["CAP_CHECKPOINT_RESTORE"]);
+
+    // An ordinary user, with a CRIU that has no file capabilities.
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(CRAC_JAVA);
+    c.env("CRAC_SHIM_RUNTIME_DIR", tmp.join("run"));
+    c.arg(format!("-XX:CRaCRestoreFrom={}", tmp.path().display()));
+    one_line_error(
+        &run(c),
+        &["not enough privilege", "CAP_CHECKPOINT_RESTORE", "setcap"],
+    );
+}
+
+#[test]
+fn not_an_image() {
+    require_checkpoint!();
+    let tmp = TempDir::new("notimage");
+    one_line_error(
+        &run(restore_cmd(&tmp.join("missing"))),
+        &["missing", "No such file"],
+    );
+    one_line_error(&run(restore_cmd(tmp.path())), &["not a crac-shim image"]);
+    std::fs::write(tmp.join("file"), "x").unwrap();
+    one_line_error(&run(restore_cmd(&tmp.join("file"))), &["not a directory"]);
+    let mut c = crac_java();
+    c.arg("-XX:CRaCRestoreFrom=");
+    one_line_error(&run(c), &["needs a value"]);
+    let mut c = crac_java();
+    c.arg("-XX:CRaCBogus=1");
+    one_line_error(&run(c), &["unrecognized option -XX:CRaCBogus=1"]);
+
+    // A directory with files in it is not overwritten by a checkpoint.
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCCheckpointTo={}", tmp.path().display()))
+        .arg("-cp")
+        .arg(classes())
+        .arg("Args");
+    one_line_error(&run(c), &["neither empty nor a crac-shim image"]);
+}
+
+#[test]
+fn incompatible_images_are_refused_before_criu_runs() {
+    require_checkpoint!();
+    let tmp = TempDir::new("incompatible");
+    let image = tmp.join("image");
+    ticker_image(&image, &[], 1);
+    let meta_path = image.join("crac-shim.meta");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+
+    std::fs::write(&meta_path, meta.replace("format=1", "format=99")).unwrap();
+    one_line_error(
+        &run(restore_cmd(&image)),
+        &["format 99", "checkpoint again"],
+    );
+
+    let size_line = meta
+        .lines()
+        .find(|l| l.starts_with("libjvm_size="))
+        .unwrap();
+    std::fs::write(&meta_path, meta.replace(size_line, "libjvm_size=1")).unwrap();
+    one_line_error(&run(restore_cmd(&image)), &["JDK", "changed"]);
+
+    std::fs::write(&meta_path, &meta).unwrap();
+    std::fs::write(image.join("pstree.img"), "garbage").unwrap();
+    one_line_error(&run(restore_cmd(&image)), &["pstree.img", "damaged"]);
+}
+
+#[test]
+fn crac_jcmd_on_something_else() {
+    let mut c = Command::new(CRAC_JCMD);
+    c.args([&std::process::id().to_string(), "JDK.checkpoint"]);
+    one_line_error(&run(c), &["is not a crac-shim JVM", "-XX:CRaCCheckpointTo"]);
+    let mut c = Command::new(CRAC_JCMD);
+    c.args(["999999999", "JDK.checkpoint"]);
+    one_line_error(&run(c), &["no process"]);
+    let mut c = Command::new(CRAC_JCMD);
+    c.args(["abc", "JDK.checkpoint"]);
+    let o = run(c);
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("not a pid"));
+}
+
+#[test]
+fn failed_dump_leaves_the_app_running() {
+    require_checkpoint!();
+    let tmp = TempDir::new("dumpfail");
+    let image = tmp.join("image");
+    let app = start_checkpointable(&image, "Connected", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1));
+    assert!(
+        o.stdout.starts_with(&format!(
+            "{}:\nAn exception during a checkpoint operation:\n",
+            app.pid
+        )),
+        "{}",
+        o.stdout
+    );
+    let reason = o.stdout.lines().nth(2).unwrap();
+    assert!(
+        reason.contains("CRIU dump failed:") && reason.contains("TCP"),
+        "{reason}"
+    );
+    let log = reason
+        .rsplit_once("(log: ")
+        .unwrap()
+        .1
+        .trim_end_matches(')');
+    assert!(std::path::Path::new(log).is_file(), "the log {log} is kept");
+    assert!(!image.join("crac-shim.meta").exists(), "no image");
+
+    // The app goes on, with its stdout.
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out.wait_for("ticks after the failed checkpoint", |l| {
+        tick(l).is_some_and(|t| t > n + 3)
+    });
+    app.err.wait_for("the reason on the JVM's stderr", |l| {
+        l.contains("checkpoint failed")
+    });
+    assert!(support::alive(app.pid));
+    // And the control socket answers again.
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+}
+
+#[test]
+fn failed_restore_leaves_the_image_intact() {
+    require_checkpoint!();
+    let tmp = TempDir::new("restorefail");
+    let image = tmp.join("image");
+    let data = tmp.join("data.txt");
+    std::fs::write(&data, "twelve bytes").unwrap();
+    ticker_image(&image, &[&format!("hold={}", data.display())], 1);
+    let before: Vec<_> = std::fs::read_dir(&image)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+        .collect();
+
+    std::fs::write(&data, "now it is longer").unwrap();
+    let o = run(restore_cmd(&image));
+    one_line_error(
+        &o,
+        &[
+            "CRIU restore of",
+            "data.txt",
+            "size",
+            "the image is unchanged",
+        ],
+    );
+    // The log of the failed restore is kept for the user; this test removes it.
+    let log = o.stderr.split("(log: ").nth(1).unwrap().split(';').next().unwrap();
+    let _ = std::fs::remove_dir_all(std::path::Path::new(log).parent().unwrap());
+    let after: Vec<_> = std::fs::read_dir(&image)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+        .collect();
+    assert_eq!(before, after);
+
+    std::fs::write(&data, "twelve bytes").unwrap();
+    let restored = restore(&image);
+    restored
+        .out
+        .wait_for("a tick once the file is back", |l| tick(l).is_some());
+}
+
+#[test]
+fn help_comes_from_the_flag_table() {
+    let mut c = crac_java();
+    c.arg("--crac-help");
+    let o = run(c);
+    assert_eq!(o.code, Some(0));
+    for opt in [
+        "-XX:CRaCCheckpointTo=DIR",
+        "-XX:CRaCRestoreFrom=DIR",
+        "CRAC_CRIU_PATH",
+        "Exit status",
+    ] {
+        assert!(o.stdout.contains(opt), "{opt}");
+    }
+    let mut c = Command::new(CRAC_JCMD);
+    c.arg("--help");
+    let o = run(c);
+    assert_eq!(o.code, Some(0));
+    assert!(o.stdout.contains("JDK.checkpoint") && o.stdout.contains("-l, --list"));
+}

@@ -206,7 +206,14 @@ fn failed_restore_leaves_the_image_intact() {
         ],
     );
     // The log of the failed restore is kept for the user; this test removes it.
-    let log = o.stderr.split("(log: ").nth(1).unwrap().split(';').next().unwrap();
+    let log = o
+        .stderr
+        .split("(log: ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
     let _ = std::fs::remove_dir_all(std::path::Path::new(log).parent().unwrap());
     let after: Vec<_> = std::fs::read_dir(&image)
         .unwrap()

@@ -9,7 +9,7 @@ use crate::paths;
 use crate::restore;
 use crate::supervise::Exit;
 use anyhow::{bail, Context, Result};
-use crac_shim_proto::{env, HELPER_ARG, LIST_SEPARATOR};
+use crac_shim_proto::{env, socket_path, HELPER_ARG, LIST_SEPARATOR, SOCKET_PROPERTY};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -137,8 +137,37 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> anyhow::Er
             (env::RUNTIME_DIR, runtime.into()),
         ])
     })();
-    match prepared {
-        Ok(vars) => java::exec(java, &inv.java_args, &vars),
-        Err(e) => e,
+    let vars = match prepared {
+        Ok(vars) => vars,
+        Err(e) => return e,
+    };
+    // The jdk.crac API goes on the boot class path (where the org.crac facade finds it), and
+    // learns where the agent listens (exec keeps our pid, so the JVM's socket is known now).
+    let mut args: Vec<OsString> = Vec::new();
+    match api_jar() {
+        Some(jar) => {
+            let mut opt = OsString::from("-Xbootclasspath/a:");
+            opt.push(jar);
+            args.push(opt);
+        }
+        None => eprintln!(
+            "crac-java: warning: crac-shim-api.jar is not next to crac-java (run scripts/setup); the jdk.crac API is unavailable"
+        ),
     }
+    let socket = socket_path(&paths::runtime_dir().to_string_lossy(), std::process::id());
+    args.push(format!("-D{SOCKET_PROPERTY}={socket}").into());
+    args.extend(inv.java_args.iter().cloned());
+    java::exec(java, &args, &vars)
+}
+
+/// The compiled jdk.crac API, next to crac-java or in ../lib/crac-shim.
+fn api_jar() -> Option<PathBuf> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("crac-shim-api.jar"),
+        dir.join("../lib/crac-shim/crac-shim-api.jar"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }

@@ -212,8 +212,13 @@ impl Restored<'_> {
 
     /// Tells the restored agent who it is now and what changed.
     fn greet(&self, pid: u32) {
+        let restore_time = std::time::SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis());
         let mut m = Message::new(kind::RESTORED)
             .with("pid", pid)
+            .with("restore_time", restore_time)
             .with("restore_ms", self.started.elapsed().as_millis());
         for p in self.properties {
             m.push("prop", p);

@@ -23,12 +23,13 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 pub enum Outcome {
-    /// The dump did not happen; the JVM goes on as before (the helper told the client why).
-    Failed,
+    /// The dump did not happen, for this reason; the JVM goes on as before.
+    Failed(String),
     /// The dump happened and the JVM goes on (keep_running).
     Kept,
-    /// This is a restored copy; `pid` is its pid as `ps` shows it, when the launcher said.
-    Restored { pid: Option<u32> },
+    /// This is a restored copy; the launcher's greeting says what changed (its pid as `ps`
+    /// shows it, properties from the restore command line, when the restore started).
+    Restored(Message),
 }
 
 /// One checkpoint at a time, whoever asks.
@@ -65,7 +66,7 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             warn(&format!("checkpoint failed: {e}"));
-            Outcome::Failed
+            Outcome::Failed(e.to_string())
         }
     }
 }
@@ -129,27 +130,25 @@ fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, spare: [OwnedFd; 3]) -> O
     match reply {
         Some(m) if m.kind == kind::FAILED => {
             give_back_stdio(&stdio);
-            Outcome::Failed
+            Outcome::Failed(m.get("error").unwrap_or("the dump failed").to_string())
         }
         Some(m) if m.kind == kind::KEPT => {
             give_back_stdio(&stdio);
             Outcome::Kept
         }
-        Some(m) if m.kind == kind::RESTORED => Outcome::Restored {
-            pid: m.get("pid").and_then(|p| p.parse().ok()),
-        },
+        Some(m) if m.kind == kind::RESTORED => Outcome::Restored(m),
         Some(m) => {
             warn(&format!(
                 "unexpected message {:?} on the checkpoint channel",
                 m.kind
             ));
-            Outcome::Restored { pid: None }
+            Outcome::Restored(Message::new(kind::RESTORED))
         }
         None => {
             // Either the helper died without a word (then our stdio is gone with it), or we
             // are a copy restored by something that never said hello.
             warn("the checkpoint channel closed without an answer");
-            Outcome::Restored { pid: None }
+            Outcome::Restored(Message::new(kind::RESTORED))
         }
     }
 }

@@ -3,9 +3,10 @@
 use crate::checkpoint::{self, Outcome};
 use crate::config::Config;
 use crate::sys::warn;
-use crac_shim_proto::{exit_line, socket_path, Request};
+use crac_shim_proto::{exit_line, socket_path, Message, Request};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
@@ -105,6 +106,10 @@ extern "C" fn remove_socket_at_exit() {
 #[link_section = ".fini_array"]
 static REMOVE_SOCKET_AT_EXIT: extern "C" fn() = remove_socket_at_exit;
 
+/// A `crac-jcmd` connection waiting for a checkpoint that Java code is preparing: handed to
+/// the dump helper by whichever checkpoint comes next, or answered by the jcmd worker.
+static PENDING_JCMD: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+
 /// Answers clients until a checkpoint ends this incarnation; returns the pid to listen as.
 fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
     if let Ok(mut current) = SOCKET_PATH.lock() {
@@ -121,18 +126,93 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
                     .write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
             }
             Ok(Request::Checkpoint) => {
-                // The socket must not be part of the image: close it and its name now.
+                if crate::jni::api_available() {
+                    // The Java notifications run first, on a thread of their own; they come
+                    // back on this socket with checkpoint-java.
+                    start_jcmd_worker(stream);
+                    continue;
+                }
                 drop(listener);
                 let _ = std::fs::remove_file(path);
-                return match checkpoint::run(config, Some(stream.into())) {
-                    Outcome::Restored { pid: Some(new_pid) } => new_pid,
-                    Outcome::Restored { pid: None } => std::process::id(),
-                    Outcome::Failed | Outcome::Kept => pid,
-                };
+                return next_pid(checkpoint::run(config, Some(stream.into())), pid);
+            }
+            Ok(Request::CheckpointFromJava) => {
+                drop(listener);
+                let _ = std::fs::remove_file(path);
+                let jcmd = PENDING_JCMD.lock().ok().and_then(|mut p| p.take());
+                let outcome = checkpoint::run(config, jcmd);
+                let answer = answer_for_java(&outcome, &config.runtime_dir);
+                let _ = stream.write_all(&answer);
+                return next_pid(outcome, pid);
             }
         }
     }
     pid
+}
+
+fn next_pid(outcome: Outcome, pid: u32) -> u32 {
+    match outcome {
+        Outcome::Restored(m) => m
+            .get("pid")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(std::process::id),
+        Outcome::Failed(_) | Outcome::Kept => pid,
+    }
+}
+
+/// What `AgentLink.checkpoint()` reads: a message, then an empty line.
+fn answer_for_java(outcome: &Outcome, runtime_dir: &str) -> Vec<u8> {
+    let m = match outcome {
+        Outcome::Failed(why) => Message::new("failed").with("error", why),
+        Outcome::Kept => Message::new("kept"),
+        Outcome::Restored(greeting) => {
+            let pid = greeting
+                .get("pid")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(std::process::id);
+            let mut m = Message::new("restored").with("socket", socket_path(runtime_dir, pid));
+            for key in ["restore_time"] {
+                if let Some(v) = greeting.get(key) {
+                    m.push(key, v);
+                }
+            }
+            for p in greeting.get_all("prop") {
+                m.push("prop", p);
+            }
+            m
+        }
+    };
+    let mut bytes = m.encode();
+    bytes.push(b'\n');
+    bytes
+}
+
+fn start_jcmd_worker(stream: UnixStream) {
+    if let Ok(mut pending) = PENDING_JCMD.lock() {
+        *pending = Some(stream.into());
+    }
+    let spawned = std::thread::Builder::new()
+        .name("crac-shim-jcmd".into())
+        .spawn(|| {
+            block_signals();
+            let result = crate::jni::checkpoint_from_agent();
+            // Still ours if no dump took it: answer crac-jcmd here.
+            let Some(client) = PENDING_JCMD.lock().ok().and_then(|mut p| p.take()) else {
+                return;
+            };
+            let text = match result {
+                Ok(None) => format!("Command executed successfully\n{}", exit_line(0)),
+                Ok(Some(exception)) => format!(
+                    "An exception during a checkpoint operation:\n{exception}\n{}",
+                    exit_line(1)
+                ),
+                Err(e) => format!("cannot run the checkpoint: {e}\n{}", exit_line(1)),
+            };
+            let _ = UnixStream::from(client).write_all(text.as_bytes());
+        });
+    if let Err(e) = spawned {
+        warn(&format!("cannot start the checkpoint thread: {e}"));
+    }
 }
 
 fn read_request(stream: &mut UnixStream) -> Result<Request, String> {

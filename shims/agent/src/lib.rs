@@ -16,6 +16,7 @@ mod config;
 mod control;
 mod guard;
 mod hooks;
+mod jni;
 mod real;
 mod sys;
 

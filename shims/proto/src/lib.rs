@@ -39,6 +39,9 @@ pub const NO_CLIENT: i32 = -1;
 /// Largest message accepted on the control socket or the checkpoint channel.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
+/// System property telling the Java API where the agent's control socket is.
+pub const SOCKET_PROPERTY: &str = "jdk.crac.shim.socket";
+
 /// Name of our metadata file inside an image directory.
 pub const METADATA_FILE: &str = "crac-shim.meta";
 /// Version of the image layout and metadata this build writes and reads.
@@ -59,6 +62,10 @@ pub fn socket_path(runtime_dir: &str, pid: u32) -> String {
 pub enum Request {
     /// Checkpoint now (what `jcmd <pid> JDK.checkpoint` does).
     Checkpoint,
+    /// Checkpoint for `jdk.crac.Core.checkpointRestore()` in this very JVM: the answer is a
+    /// [`Message`] followed by an empty line, sent after the dump failed, or in the restored
+    /// JVM (the connection is inside the process, so it is part of the image).
+    CheckpointFromJava,
     /// Describe the JVM (for listings).
     Describe,
 }
@@ -67,6 +74,7 @@ impl Request {
     pub fn encode(&self) -> &'static str {
         match self {
             Request::Checkpoint => "checkpoint\n",
+            Request::CheckpointFromJava => "checkpoint-java\n",
             Request::Describe => "describe\n",
         }
     }
@@ -75,6 +83,7 @@ impl Request {
         let line = std::str::from_utf8(line).map_err(|_| DecodeError::NotUtf8)?;
         match line.trim_end_matches(['\n', '\r']) {
             "checkpoint" => Ok(Request::Checkpoint),
+            "checkpoint-java" => Ok(Request::CheckpointFromJava),
             "describe" => Ok(Request::Describe),
             other => Err(DecodeError::UnknownRequest(truncate(other, 40).to_string())),
         }

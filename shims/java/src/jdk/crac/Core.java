@@ -1,0 +1,81 @@
+package jdk.crac;
+
+import jdk.crac.impl.AgentLink;
+import jdk.crac.impl.OrderedContext;
+
+/**
+ * The entry point of the API: the global context, and the checkpoint itself.
+ *
+ * <p>crac-shim implementation: the checkpoint is done by the crac-shim agent preloaded by
+ * {@code crac-java -XX:CRaCCheckpointTo=DIR}; this class runs the notifications around it.
+ */
+public class Core {
+    private static final Context<Resource> GLOBAL = new OrderedContext<>("global context", true);
+    private static final Object LOCK = new Object();
+    private static Thread checkpointing;
+
+    private Core() {
+    }
+
+    /** The context every resource can be registered in; it holds resources weakly. */
+    public static Context<Resource> getGlobalContext() {
+        return GLOBAL;
+    }
+
+    /**
+     * Notifies resources, checkpoints, and (in the restored process, or after a failed
+     * checkpoint) notifies them again. Concurrent callers are served one after another.
+     */
+    public static void checkpointRestore() throws CheckpointException, RestoreException {
+        synchronized (LOCK) {
+            if (checkpointing == Thread.currentThread()) {
+                CheckpointException e = new CheckpointException();
+                e.addSuppressed(new IllegalStateException("Recursive checkpoint is not allowed"));
+                throw e;
+            }
+            checkpointing = Thread.currentThread();
+            try {
+                checkpointRestore0();
+            } finally {
+                checkpointing = null;
+            }
+        }
+    }
+
+    private static void checkpointRestore0() throws CheckpointException, RestoreException {
+        CheckpointException failure = null;
+        try {
+            GLOBAL.beforeCheckpoint(null);
+        } catch (CheckpointException e) {
+            failure = e;
+        }
+        if (failure == null) {
+            String problem = AgentLink.checkpoint();
+            if (problem != null) {
+                failure = new CheckpointException();
+                failure.addSuppressed(AgentLink.isConfigured()
+                        ? new RuntimeException(problem)
+                        : new RuntimeException("C/R is not configured"));
+            }
+        } else if (!AgentLink.isConfigured()) {
+            failure.addSuppressed(new RuntimeException("C/R is not configured"));
+        }
+        RestoreException restoreFailure = null;
+        try {
+            GLOBAL.afterRestore(null);
+        } catch (RestoreException e) {
+            restoreFailure = e;
+        }
+        if (failure != null) {
+            if (restoreFailure != null) {
+                for (Throwable t : restoreFailure.getSuppressed()) {
+                    failure.addSuppressed(t);
+                }
+            }
+            throw failure;
+        }
+        if (restoreFailure != null) {
+            throw restoreFailure;
+        }
+    }
+}

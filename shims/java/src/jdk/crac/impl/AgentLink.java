@@ -1,0 +1,170 @@
+package jdk.crac.impl;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import jdk.crac.Core;
+
+/**
+ * The link to the crac-shim agent in this JVM: a connection to its control socket, which is
+ * part of the process on both ends and therefore part of the image. In the restored JVM the
+ * agent answers on it with what changed (properties from the restore command line, its new
+ * socket, the restore time).
+ */
+public final class AgentLink {
+    /** Set by crac-java; absent when the JVM was not started with -XX:CRaCCheckpointTo. */
+    public static final String SOCKET_PROPERTY = "jdk.crac.shim.socket";
+    private static final int MAX_ANSWER = 64 * 1024;
+
+    private static volatile String socket = System.getProperty(SOCKET_PROPERTY);
+    private static volatile long restoreTime = -1;
+    private static volatile long restoreNanos = -1;
+
+    private AgentLink() {
+    }
+
+    public static boolean isConfigured() {
+        return socket != null;
+    }
+
+    public static long restoreTime() {
+        return restoreTime;
+    }
+
+    public static long restoreNanos() {
+        return restoreNanos;
+    }
+
+    /**
+     * Has the agent checkpoint this JVM. Returns null in the restored JVM (or when the JVM
+     * kept running), otherwise why the checkpoint did not happen.
+     */
+    public static String checkpoint() {
+        String path = socket;
+        if (path == null) {
+            return "C/R is not configured";
+        }
+        // Less heap, smaller image, faster restore.
+        System.gc();
+        String answer;
+        try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
+            channel.write(ByteBuffer.wrap("checkpoint-java\n".getBytes(StandardCharsets.UTF_8)));
+            answer = readAnswer(channel);
+        } catch (IOException e) {
+            return "cannot reach the crac-shim agent at " + path + ": " + e;
+        }
+        String[] lines = answer.split("\n");
+        String kind = lines.length > 0 ? lines[0] : "";
+        switch (kind) {
+            case "restored":
+                applyRestore(lines);
+                return null;
+            case "kept":
+                return null;
+            case "failed":
+                for (String l : lines) {
+                    if (l.startsWith("error=")) {
+                        return unescape(l.substring(6));
+                    }
+                }
+                return "the checkpoint failed";
+            default:
+                return "unexpected answer from the crac-shim agent: " + kind;
+        }
+    }
+
+    private static String readAnswer(SocketChannel channel) throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteBuffer buf = ByteBuffer.allocate(4096);
+        while (out.size() < MAX_ANSWER) {
+            buf.clear();
+            int n = channel.read(buf);
+            if (n < 0) {
+                break;
+            }
+            out.write(buf.array(), 0, n);
+            String s = out.toString(StandardCharsets.UTF_8);
+            if (s.endsWith("\n\n")) {
+                return s.substring(0, s.length() - 2);
+            }
+        }
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    private static void applyRestore(String[] lines) {
+        restoreNanos = System.nanoTime();
+        restoreTime = System.currentTimeMillis();
+        for (String l : lines) {
+            int eq = l.indexOf('=');
+            if (eq < 0) {
+                continue;
+            }
+            String key = l.substring(0, eq);
+            String value = unescape(l.substring(eq + 1));
+            switch (key) {
+                case "prop": {
+                    int peq = value.indexOf('=');
+                    if (peq < 0) {
+                        System.setProperty(value, "");
+                    } else {
+                        System.setProperty(value.substring(0, peq), value.substring(peq + 1));
+                    }
+                    break;
+                }
+                case "socket":
+                    socket = value;
+                    System.setProperty(SOCKET_PROPERTY, value);
+                    break;
+                case "restore_time":
+                    try {
+                        restoreTime = Long.parseLong(value);
+                    } catch (NumberFormatException ignored) {
+                        // keep the local clock's value
+                    }
+                    break;
+                default:
+                    break;
+            }
+        }
+    }
+
+    private static String unescape(String s) {
+        StringBuilder b = new StringBuilder(s.length());
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '\\' && i + 1 < s.length()) {
+                char n = s.charAt(++i);
+                b.append(n == 'n' ? '\n' : n);
+            } else {
+                b.append(c);
+            }
+        }
+        return b.toString();
+    }
+
+    /**
+     * Called by the agent (through JNI) for {@code crac-jcmd PID JDK.checkpoint}: the same
+     * notifications as {@link Core#checkpointRestore()}. Returns null on success, otherwise the
+     * exception as jcmd would print it.
+     */
+    public static String checkpointFromAgent() {
+        try {
+            Core.checkpointRestore();
+            return null;
+        } catch (Throwable t) {
+            StringWriter text = new StringWriter();
+            PrintWriter w = new PrintWriter(text);
+            w.println(t);
+            for (Throwable s : t.getSuppressed()) {
+                w.println("\tSuppressed: " + s);
+            }
+            w.flush();
+            return text.toString().stripTrailing();
+        }
+    }
+}

@@ -70,6 +70,8 @@ fn bind(dir: &str, path: &str) -> std::io::Result<UnixListener> {
         )));
     }
     sweep_stale_sockets(dir);
+    // A socket left at our name by a killed JVM whose pid we now have.
+    let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)

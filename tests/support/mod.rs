@@ -135,15 +135,17 @@ pub fn classes() -> &'static Path {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java");
-        let files: Vec<PathBuf> = std::fs::read_dir(&src)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "java"))
-            .collect();
+        let mut files: Vec<PathBuf> = java_files(&src);
+        // Programs that use the jdk.crac API need its jar (built by scripts/setup).
+        let api = api_jar();
+        if api.is_file() {
+            files.extend(java_files(&src.join("api")));
+        }
         let javac = default_java().with_file_name("javac");
         let out = Command::new(javac)
-            .args(["--release", "17", "-nowarn", "-XDignore.symbol.file", "-d"])
+            .args(["--release", "17", "-nowarn", "-XDignore.symbol.file", "-cp"])
+            .arg(&api)
+            .arg("-d")
             .arg(&dir)
             .args(&files)
             .output()
@@ -155,6 +157,20 @@ pub fn classes() -> &'static Path {
         );
         dir
     })
+}
+
+fn java_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "java"))
+        .collect()
+}
+
+/// The jdk.crac API jar that crac-java puts on the boot class path.
+pub fn api_jar() -> PathBuf {
+    bin_dir().join("crac-shim-api.jar")
 }
 
 /// Lines a process printed, shared with the thread that reads them (and whether it ended).

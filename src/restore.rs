@@ -223,6 +223,21 @@ impl Restored<'_> {
         for p in self.properties {
             m.push("prop", p);
         }
+        // The restored JVM's System.getenv() becomes ours (bounded by the message size).
+        let mut budget = crac_shim_proto::MAX_MESSAGE / 2;
+        for (k, v) in std::env::vars_os() {
+            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else { continue };
+            if k.is_empty() || k.contains('=') {
+                continue;
+            }
+            budget = budget.saturating_sub(k.len() + v.len() + 6);
+            if budget == 0 {
+                eprintln!("crac-java: warning: the environment is too large to hand to the restored JVM; it keeps the checkpointed one");
+                m.fields.retain(|(key, _)| key != "env");
+                break;
+            }
+            m.push("env", format!("{k}={v}"));
+        }
         if let Err(e) =
             nix::sys::socket::send(self.channel.as_raw_fd(), &m.encode(), MsgFlags::empty())
         {

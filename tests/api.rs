@@ -217,3 +217,35 @@ fn the_org_crac_facade_finds_the_api_by_reflection() {
         .out
         .wait_for("a normal return", |l| l == "facade returned normally");
 }
+
+#[test]
+fn restored_copies_get_the_restoring_environment_and_fresh_randomness() {
+    require_api!();
+    let tmp = TempDir::new("fresh");
+    let image = tmp.join("image");
+    let mut cmd = crac_java();
+    cmd.env("RESTORE_ENV", "at-checkpoint");
+    let mut app = start_checkpointable_with(cmd, &image, "Fresh", &[]);
+    app.out.wait_for("the checkpoint", |l| l == "checkpointing");
+    app.wait();
+    assert!(app.out.all().contains(&"env before at-checkpoint".to_string()));
+
+    let copy = |value: &str| {
+        let mut c = crac_java();
+        c.env("RESTORE_ENV", value).arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+        let p = Proc::spawn(c);
+        p.out.wait_for("the end", |l| l == "done");
+        let out = p.out.snapshot();
+        drop(p);
+        out
+    };
+    let one = copy("first");
+    let two = copy("second");
+    assert!(one.contains(&"env first first".to_string()), "{one:?}");
+    assert!(two.contains(&"env second second".to_string()), "{two:?}");
+    for what in ["secure ", "uuid ", "tlr ", "tlr-new-thread ", "splittable ", "math "] {
+        let a = one.iter().find(|l| l.starts_with(what)).unwrap();
+        let b = two.iter().find(|l| l.starts_with(what)).unwrap();
+        assert_ne!(a, b, "two restored copies produced the same {what}value");
+    }
+}

@@ -63,6 +63,15 @@ fn placeholders() -> std::io::Result<Placeholders> {
 pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
     let _one_at_a_time = CHECKPOINT.lock().unwrap_or_else(|p| p.into_inner());
     match prepare_and_dump(config, client) {
+        Ok(Outcome::Restored(greeting)) => {
+            let env: Vec<(String, String)> = greeting
+                .get_all("env")
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            crate::jni::refresh_after_restore(&env);
+            Outcome::Restored(greeting)
+        }
         Ok(outcome) => outcome,
         Err(e) => {
             warn(&format!("checkpoint failed: {e}"));

@@ -144,3 +144,236 @@ pub fn checkpoint_from_agent() -> Result<Option<String>, String> {
         Ok(Some(text))
     }
 }
+
+/// What a restored JVM must not share with its siblings or keep from its past: the
+/// environment (now the restoring process's) and the seeds of the JDK's default random
+/// generators (every copy of one image would otherwise produce the same numbers).
+/// Runs before the Java `afterRestore` notifications. Best effort: a field that a JDK version
+/// lacks is skipped.
+pub fn refresh_after_restore(env_vars: &[(String, String)]) {
+    if !env_vars.is_empty() {
+        replace_native_environment(env_vars);
+    }
+    let Some(attached) = Attached::new(c"crac-shim control", false) else {
+        return;
+    };
+    let j = Jni { env: attached.env };
+    // SAFETY: env belongs to this attached thread; every reference made below is local and
+    // freed with the frame.
+    unsafe {
+        if ((**j.env).v1_4.PushLocalFrame)(j.env, 256) != 0 {
+            return;
+        }
+        if !env_vars.is_empty() {
+            j.replace_java_environment(env_vars);
+        }
+        j.reseed_random_generators();
+        ((**j.env).v1_4.PopLocalFrame)(j.env, std::ptr::null_mut());
+    }
+}
+
+fn replace_native_environment(vars: &[(String, String)]) {
+    // SAFETY: clearenv/setenv are not thread-safe against concurrent getenv; the JVM's threads
+    // do not read the environment after start-up (Java caches it), and this runs once per
+    // restore, before the program is told it was restored.
+    unsafe {
+        libc::clearenv();
+        for (k, v) in vars {
+            if let (Ok(k), Ok(v)) = (std::ffi::CString::new(k.as_str()), std::ffi::CString::new(v.as_str())) {
+                libc::setenv(k.as_ptr(), v.as_ptr(), 1);
+            }
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: bytes is writable for its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != 8 {
+        // SAFETY: clock_gettime on a local timespec.
+        let mut ts = unsafe { std::mem::zeroed::<libc::timespec>() };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        return (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 32) ^ u64::from(std::process::id());
+    }
+    u64::from_ne_bytes(bytes)
+}
+
+/// Thin helpers over one JNIEnv; each returns None (with the exception cleared) on failure.
+struct Jni {
+    env: *mut JNIEnv,
+}
+
+impl Jni {
+    fn ok(&self) -> bool {
+        // SAFETY: env is valid for this thread.
+        unsafe {
+            if ((**self.env).v1_4.ExceptionCheck)(self.env) {
+                ((**self.env).v1_4.ExceptionClear)(self.env);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn class(&self, name: &CStr) -> Option<jclass> {
+        // SAFETY: env is valid; name is NUL-terminated.
+        let c = unsafe { ((**self.env).v1_4.FindClass)(self.env, name.as_ptr()) };
+        (self.ok() && !c.is_null()).then_some(c)
+    }
+
+    fn static_object(&self, cls: jclass, name: &CStr, sig: &CStr) -> Option<jobject> {
+        // SAFETY: env is valid; names are NUL-terminated; the field id matches the class.
+        unsafe {
+            let f = ((**self.env).v1_4.GetStaticFieldID)(self.env, cls, name.as_ptr(), sig.as_ptr());
+            if !self.ok() || f.is_null() {
+                return None;
+            }
+            let o = ((**self.env).v1_4.GetStaticObjectField)(self.env, cls, f);
+            (self.ok() && !o.is_null()).then_some(o)
+        }
+    }
+
+    fn method(&self, cls: jclass, name: &CStr, sig: &CStr, is_static: bool) -> Option<jmethodID> {
+        // SAFETY: env is valid; names are NUL-terminated.
+        let m = unsafe {
+            if is_static {
+                ((**self.env).v1_4.GetStaticMethodID)(self.env, cls, name.as_ptr(), sig.as_ptr())
+            } else {
+                ((**self.env).v1_4.GetMethodID)(self.env, cls, name.as_ptr(), sig.as_ptr())
+            }
+        };
+        (self.ok() && !m.is_null()).then_some(m)
+    }
+
+    /// `holder.field.set(random)` for an AtomicLong static field.
+    fn reseed_atomic_long(&self, holder: &CStr, field: &CStr) {
+        let Some(cls) = self.class(holder) else { return };
+        let Some(atomic) = self.static_object(cls, field, c"Ljava/util/concurrent/atomic/AtomicLong;") else {
+            return;
+        };
+        let Some(al) = self.class(c"java/util/concurrent/atomic/AtomicLong") else { return };
+        let Some(set) = self.method(al, c"set", c"(J)V", false) else { return };
+        let arg = [jni_sys::jvalue { j: random_u64() as i64 }];
+        // SAFETY: calling AtomicLong.set(long) on an AtomicLong.
+        unsafe { ((**self.env).v1_4.CallVoidMethodA)(self.env, atomic, set, arg.as_ptr()) };
+        self.ok();
+    }
+
+    fn reseed_random_generators(&self) {
+        self.reseed_atomic_long(c"java/util/concurrent/ThreadLocalRandom", c"seeder");
+        self.reseed_atomic_long(c"java/util/SplittableRandom", c"defaultGen");
+        self.reseed_atomic_long(c"java/util/Random", c"seedUniquifier");
+        // Math.random()'s shared generator.
+        if let Some(holder) = self.class(c"java/lang/Math$RandomNumberGeneratorHolder") {
+            if let (Some(rng), Some(random)) = (
+                self.static_object(holder, c"randomNumberGenerator", c"Ljava/util/Random;"),
+                self.class(c"java/util/Random"),
+            ) {
+                if let Some(set_seed) = self.method(random, c"setSeed", c"(J)V", false) {
+                    let arg = [jni_sys::jvalue { j: random_u64() as i64 }];
+                    // SAFETY: Random.setSeed(long) on a Random.
+                    unsafe { ((**self.env).v1_4.CallVoidMethodA)(self.env, rng, set_seed, arg.as_ptr()) };
+                    self.ok();
+                }
+            }
+        }
+        self.reseed_thread_local_random();
+    }
+
+    /// Each thread that already used ThreadLocalRandom carries its own seed.
+    fn reseed_thread_local_random(&self) {
+        let Some(thread) = self.class(c"java/lang/Thread") else { return };
+        let Some(get_threads) = self.method(thread, c"getThreads", c"()[Ljava/lang/Thread;", true) else {
+            return;
+        };
+        // SAFETY: env is valid; field and method ids belong to java.lang.Thread; array
+        // elements are Threads.
+        unsafe {
+            let seed = ((**self.env).v1_4.GetFieldID)(self.env, thread, c"threadLocalRandomSeed".as_ptr(), c"J".as_ptr());
+            if !self.ok() || seed.is_null() {
+                return;
+            }
+            let probe = ((**self.env).v1_4.GetFieldID)(self.env, thread, c"threadLocalRandomProbe".as_ptr(), c"I".as_ptr());
+            if !self.ok() || probe.is_null() {
+                return;
+            }
+            let threads = ((**self.env).v1_4.CallStaticObjectMethodA)(self.env, thread, get_threads, std::ptr::null());
+            if !self.ok() || threads.is_null() {
+                return;
+            }
+            let n = ((**self.env).v1_4.GetArrayLength)(self.env, threads);
+            for i in 0..n {
+                let t = ((**self.env).v1_4.GetObjectArrayElement)(self.env, threads, i);
+                if t.is_null() || !self.ok() {
+                    continue;
+                }
+                if ((**self.env).v1_4.GetIntField)(self.env, t, probe) != 0 {
+                    ((**self.env).v1_4.SetLongField)(self.env, t, seed, random_u64() as i64);
+                }
+                ((**self.env).v1_4.DeleteLocalRef)(self.env, t);
+            }
+        }
+    }
+
+    /// Makes `System.getenv()` (and ProcessBuilder) see `vars`: the JDK keeps the environment
+    /// in ProcessEnvironment.theEnvironment, read once from the process at first use.
+    fn replace_java_environment(&self, vars: &[(String, String)]) {
+        let Some(pe) = self.class(c"java/lang/ProcessEnvironment") else { return };
+        let Some(map) = self.static_object(pe, c"theEnvironment", c"Ljava/util/HashMap;") else {
+            return;
+        };
+        let (Some(hash_map), Some(variable), Some(value)) = (
+            self.class(c"java/util/HashMap"),
+            self.class(c"java/lang/ProcessEnvironment$Variable"),
+            self.class(c"java/lang/ProcessEnvironment$Value"),
+        ) else {
+            return;
+        };
+        let (Some(clear), Some(put), Some(var_of), Some(val_of)) = (
+            self.method(hash_map, c"clear", c"()V", false),
+            self.method(hash_map, c"put", c"(Ljava/lang/Object;Ljava/lang/Object;)Ljava/lang/Object;", false),
+            self.method(variable, c"valueOf", c"([B)Ljava/lang/ProcessEnvironment$Variable;", true),
+            self.method(value, c"valueOf", c"([B)Ljava/lang/ProcessEnvironment$Value;", true),
+        ) else {
+            return;
+        };
+        // SAFETY: env is valid; every id belongs to the class it is used with; byte arrays are
+        // created with the exact length copied into them.
+        unsafe {
+            let e = self.env;
+            ((**e).v1_4.CallVoidMethodA)(e, map, clear, std::ptr::null());
+            if !self.ok() {
+                return;
+            }
+            let bytes = |s: &str| {
+                let a = ((**e).v1_4.NewByteArray)(e, s.len() as jsize);
+                if !a.is_null() {
+                    ((**e).v1_4.SetByteArrayRegion)(e, a, 0, s.len() as jsize, s.as_ptr().cast());
+                }
+                a
+            };
+            for (k, v) in vars {
+                let (kb, vb) = (bytes(k), bytes(v));
+                if kb.is_null() || vb.is_null() {
+                    self.ok();
+                    continue;
+                }
+                let kv = ((**e).v1_4.CallStaticObjectMethodA)(e, variable, var_of, [jni_sys::jvalue { l: kb }].as_ptr());
+                let vv = ((**e).v1_4.CallStaticObjectMethodA)(e, value, val_of, [jni_sys::jvalue { l: vb }].as_ptr());
+                if self.ok() && !kv.is_null() && !vv.is_null() {
+                    let old = ((**e).v1_4.CallObjectMethodA)(e, map, put, [jni_sys::jvalue { l: kv }, jni_sys::jvalue { l: vv }].as_ptr());
+                    self.ok();
+                    if !old.is_null() {
+                        ((**e).v1_4.DeleteLocalRef)(e, old);
+                    }
+                }
+                for r in [kb, vb, kv, vv] {
+                    if !r.is_null() {
+                        ((**e).v1_4.DeleteLocalRef)(e, r);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import java.security.SecureRandom;
+import java.util.SplittableRandom;
+import java.util.UUID;
+import java.util.concurrent.ThreadLocalRandom;
+import jdk.crac.Core;
+
+/**
+ * Test program: uses every default random generator before the checkpoint, checkpoints with
+ * the API, then prints values that must differ between two copies restored from one image,
+ * and the environment variable RESTORE_ENV.
+ */
+public class Fresh {
+    public static void main(String[] args) throws Exception {
+        SecureRandom secure = new SecureRandom();
+        secure.nextLong();
+        UUID.randomUUID();
+        ThreadLocalRandom.current().nextLong();
+        new SplittableRandom().nextLong();
+        Math.random();
+        System.out.println("env before " + System.getenv("RESTORE_ENV"));
+        System.out.println("checkpointing");
+        Core.checkpointRestore();
+        System.out.println("env " + System.getenv("RESTORE_ENV") + " " + System.getenv().get("RESTORE_ENV"));
+        System.out.println("secure " + secure.nextLong());
+        System.out.println("uuid " + UUID.randomUUID());
+        System.out.println("tlr " + ThreadLocalRandom.current().nextLong());
+        Thread t = new Thread(() -> System.out.println("tlr-new-thread " + ThreadLocalRandom.current().nextLong()));
+        t.start();
+        t.join();
+        System.out.println("splittable " + new SplittableRandom().nextLong());
+        System.out.println("math " + Math.random());
+        System.out.println("done");
+        Thread.sleep(100_000);
+    }
+}

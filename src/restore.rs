@@ -226,7 +226,9 @@ impl Restored<'_> {
         // The restored JVM's System.getenv() becomes ours (bounded by the message size).
         let mut budget = crac_shim_proto::MAX_MESSAGE / 2;
         for (k, v) in std::env::vars_os() {
-            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else { continue };
+            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+                continue;
+            };
             if k.is_empty() || k.contains('=') {
                 continue;
             }

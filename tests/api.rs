@@ -228,11 +228,15 @@ fn restored_copies_get_the_restoring_environment_and_fresh_randomness() {
     let mut app = start_checkpointable_with(cmd, &image, "Fresh", &[]);
     app.out.wait_for("the checkpoint", |l| l == "checkpointing");
     app.wait();
-    assert!(app.out.all().contains(&"env before at-checkpoint".to_string()));
+    assert!(app
+        .out
+        .all()
+        .contains(&"env before at-checkpoint".to_string()));
 
     let copy = |value: &str| {
         let mut c = crac_java();
-        c.env("RESTORE_ENV", value).arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+        c.env("RESTORE_ENV", value)
+            .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
         let p = Proc::spawn(c);
         p.out.wait_for("the end", |l| l == "done");
         let out = p.out.snapshot();
@@ -243,7 +247,14 @@ fn restored_copies_get_the_restoring_environment_and_fresh_randomness() {
     let two = copy("second");
     assert!(one.contains(&"env first first".to_string()), "{one:?}");
     assert!(two.contains(&"env second second".to_string()), "{two:?}");
-    for what in ["secure ", "uuid ", "tlr ", "tlr-new-thread ", "splittable ", "math "] {
+    for what in [
+        "secure ",
+        "uuid ",
+        "tlr ",
+        "tlr-new-thread ",
+        "splittable ",
+        "math ",
+    ] {
         let a = one.iter().find(|l| l.starts_with(what)).unwrap();
         let b = two.iter().find(|l| l.starts_with(what)).unwrap();
         assert_ne!(a, b, "two restored copies produced the same {what}value");

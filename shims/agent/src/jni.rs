@@ -179,7 +179,10 @@ fn replace_native_environment(vars: &[(String, String)]) {
     unsafe {
         libc::clearenv();
         for (k, v) in vars {
-            if let (Ok(k), Ok(v)) = (std::ffi::CString::new(k.as_str()), std::ffi::CString::new(v.as_str())) {
+            if let (Ok(k), Ok(v)) = (
+                std::ffi::CString::new(k.as_str()),
+                std::ffi::CString::new(v.as_str()),
+            ) {
                 libc::setenv(k.as_ptr(), v.as_ptr(), 1);
             }
         }
@@ -225,7 +228,8 @@ impl Jni {
     fn static_object(&self, cls: jclass, name: &CStr, sig: &CStr) -> Option<jobject> {
         // SAFETY: env is valid; names are NUL-terminated; the field id matches the class.
         unsafe {
-            let f = ((**self.env).v1_4.GetStaticFieldID)(self.env, cls, name.as_ptr(), sig.as_ptr());
+            let f =
+                ((**self.env).v1_4.GetStaticFieldID)(self.env, cls, name.as_ptr(), sig.as_ptr());
             if !self.ok() || f.is_null() {
                 return None;
             }
@@ -248,13 +252,23 @@ impl Jni {
 
     /// `holder.field.set(random)` for an AtomicLong static field.
     fn reseed_atomic_long(&self, holder: &CStr, field: &CStr) {
-        let Some(cls) = self.class(holder) else { return };
-        let Some(atomic) = self.static_object(cls, field, c"Ljava/util/concurrent/atomic/AtomicLong;") else {
+        let Some(cls) = self.class(holder) else {
             return;
         };
-        let Some(al) = self.class(c"java/util/concurrent/atomic/AtomicLong") else { return };
-        let Some(set) = self.method(al, c"set", c"(J)V", false) else { return };
-        let arg = [jni_sys::jvalue { j: random_u64() as i64 }];
+        let Some(atomic) =
+            self.static_object(cls, field, c"Ljava/util/concurrent/atomic/AtomicLong;")
+        else {
+            return;
+        };
+        let Some(al) = self.class(c"java/util/concurrent/atomic/AtomicLong") else {
+            return;
+        };
+        let Some(set) = self.method(al, c"set", c"(J)V", false) else {
+            return;
+        };
+        let arg = [jni_sys::jvalue {
+            j: random_u64() as i64,
+        }];
         // SAFETY: calling AtomicLong.set(long) on an AtomicLong.
         unsafe { ((**self.env).v1_4.CallVoidMethodA)(self.env, atomic, set, arg.as_ptr()) };
         self.ok();
@@ -271,9 +285,13 @@ impl Jni {
                 self.class(c"java/util/Random"),
             ) {
                 if let Some(set_seed) = self.method(random, c"setSeed", c"(J)V", false) {
-                    let arg = [jni_sys::jvalue { j: random_u64() as i64 }];
+                    let arg = [jni_sys::jvalue {
+                        j: random_u64() as i64,
+                    }];
                     // SAFETY: Random.setSeed(long) on a Random.
-                    unsafe { ((**self.env).v1_4.CallVoidMethodA)(self.env, rng, set_seed, arg.as_ptr()) };
+                    unsafe {
+                        ((**self.env).v1_4.CallVoidMethodA)(self.env, rng, set_seed, arg.as_ptr())
+                    };
                     self.ok();
                 }
             }
@@ -283,22 +301,40 @@ impl Jni {
 
     /// Each thread that already used ThreadLocalRandom carries its own seed.
     fn reseed_thread_local_random(&self) {
-        let Some(thread) = self.class(c"java/lang/Thread") else { return };
-        let Some(get_threads) = self.method(thread, c"getThreads", c"()[Ljava/lang/Thread;", true) else {
+        let Some(thread) = self.class(c"java/lang/Thread") else {
+            return;
+        };
+        let Some(get_threads) = self.method(thread, c"getThreads", c"()[Ljava/lang/Thread;", true)
+        else {
             return;
         };
         // SAFETY: env is valid; field and method ids belong to java.lang.Thread; array
         // elements are Threads.
         unsafe {
-            let seed = ((**self.env).v1_4.GetFieldID)(self.env, thread, c"threadLocalRandomSeed".as_ptr(), c"J".as_ptr());
+            let seed = ((**self.env).v1_4.GetFieldID)(
+                self.env,
+                thread,
+                c"threadLocalRandomSeed".as_ptr(),
+                c"J".as_ptr(),
+            );
             if !self.ok() || seed.is_null() {
                 return;
             }
-            let probe = ((**self.env).v1_4.GetFieldID)(self.env, thread, c"threadLocalRandomProbe".as_ptr(), c"I".as_ptr());
+            let probe = ((**self.env).v1_4.GetFieldID)(
+                self.env,
+                thread,
+                c"threadLocalRandomProbe".as_ptr(),
+                c"I".as_ptr(),
+            );
             if !self.ok() || probe.is_null() {
                 return;
             }
-            let threads = ((**self.env).v1_4.CallStaticObjectMethodA)(self.env, thread, get_threads, std::ptr::null());
+            let threads = ((**self.env).v1_4.CallStaticObjectMethodA)(
+                self.env,
+                thread,
+                get_threads,
+                std::ptr::null(),
+            );
             if !self.ok() || threads.is_null() {
                 return;
             }
@@ -319,7 +355,9 @@ impl Jni {
     /// Makes `System.getenv()` (and ProcessBuilder) see `vars`: the JDK keeps the environment
     /// in ProcessEnvironment.theEnvironment, read once from the process at first use.
     fn replace_java_environment(&self, vars: &[(String, String)]) {
-        let Some(pe) = self.class(c"java/lang/ProcessEnvironment") else { return };
+        let Some(pe) = self.class(c"java/lang/ProcessEnvironment") else {
+            return;
+        };
         let Some(map) = self.static_object(pe, c"theEnvironment", c"Ljava/util/HashMap;") else {
             return;
         };
@@ -332,9 +370,24 @@ impl Jni {
         };
         let (Some(clear), Some(put), Some(var_of), Some(val_of)) = (
             self.method(hash_map, c"clear", c"()V", false),
-            self.method(hash_map, c"put", c"(Ljava/lang/Object;Ljava/lang/Object;)Ljava/lang/Object;", false),
-            self.method(variable, c"valueOf", c"([B)Ljava/lang/ProcessEnvironment$Variable;", true),
-            self.method(value, c"valueOf", c"([B)Ljava/lang/ProcessEnvironment$Value;", true),
+            self.method(
+                hash_map,
+                c"put",
+                c"(Ljava/lang/Object;Ljava/lang/Object;)Ljava/lang/Object;",
+                false,
+            ),
+            self.method(
+                variable,
+                c"valueOf",
+                c"([B)Ljava/lang/ProcessEnvironment$Variable;",
+                true,
+            ),
+            self.method(
+                value,
+                c"valueOf",
+                c"([B)Ljava/lang/ProcessEnvironment$Value;",
+                true,
+            ),
         ) else {
             return;
         };
@@ -359,10 +412,25 @@ impl Jni {
                     self.ok();
                     continue;
                 }
-                let kv = ((**e).v1_4.CallStaticObjectMethodA)(e, variable, var_of, [jni_sys::jvalue { l: kb }].as_ptr());
-                let vv = ((**e).v1_4.CallStaticObjectMethodA)(e, value, val_of, [jni_sys::jvalue { l: vb }].as_ptr());
+                let kv = ((**e).v1_4.CallStaticObjectMethodA)(
+                    e,
+                    variable,
+                    var_of,
+                    [jni_sys::jvalue { l: kb }].as_ptr(),
+                );
+                let vv = ((**e).v1_4.CallStaticObjectMethodA)(
+                    e,
+                    value,
+                    val_of,
+                    [jni_sys::jvalue { l: vb }].as_ptr(),
+                );
                 if self.ok() && !kv.is_null() && !vv.is_null() {
-                    let old = ((**e).v1_4.CallObjectMethodA)(e, map, put, [jni_sys::jvalue { l: kv }, jni_sys::jvalue { l: vv }].as_ptr());
+                    let old = ((**e).v1_4.CallObjectMethodA)(
+                        e,
+                        map,
+                        put,
+                        [jni_sys::jvalue { l: kv }, jni_sys::jvalue { l: vv }].as_ptr(),
+                    );
                     self.ok();
                     if !old.is_null() {
                         ((**e).v1_4.DeleteLocalRef)(e, old);

@@ -194,9 +194,12 @@ fn random_u64() -> u64 {
     // SAFETY: bytes is writable for its length.
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
     if n != 8 {
-        // SAFETY: clock_gettime on a local timespec.
-        let mut ts = unsafe { std::mem::zeroed::<libc::timespec>() };
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        // SAFETY: clock_gettime writes into a local, zero-initialized timespec.
+        let ts = unsafe {
+            let mut ts = std::mem::zeroed::<libc::timespec>();
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+            ts
+        };
         return (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 32) ^ u64::from(std::process::id());
     }
     u64::from_ne_bytes(bytes)

@@ -15,6 +15,10 @@ pub struct Invocation {
     pub checkpoint_to: Option<PathBuf>,
     pub restore_from: Option<PathBuf>,
     pub java: Option<PathBuf>,
+    /// -XX:+CRaCPrintResourcesOnCheckpoint
+    pub print_resources: bool,
+    /// -Djdk.crac.resource-policies=FILE (also passed on to java)
+    pub policy_file: Option<PathBuf>,
     pub help: bool,
     pub version: bool,
     pub man: Option<String>,
@@ -39,7 +43,7 @@ impl fmt::Display for UsageError {
         match self {
             UsageError::Unknown(o) => write!(
                 f,
-                "unrecognized option {o}: crac-java knows -XX:CRaCCheckpointTo, -XX:CRaCRestoreFrom and -XX:CRaCShimJava (see crac-java --crac-help)"
+                "unrecognized option {o}: crac-java knows -XX:CRaCCheckpointTo, -XX:CRaCRestoreFrom, -XX:+CRaCPrintResourcesOnCheckpoint and -XX:CRaCShimJava (see crac-java --crac-help)"
             ),
             UsageError::MissingValue(o) => write!(f, "{o} needs a value, as in {o}=/path"),
             UsageError::Conflict => {
@@ -111,6 +115,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             name.starts_with("CRaC")
         }) {
             inv.passthrough = false;
+            if let Some(switch) = crac.strip_prefix(['+', '-']) {
+                match switch {
+                    "CRaCPrintResourcesOnCheckpoint" => inv.print_resources = crac.starts_with('+'),
+                    _ => return Err(UsageError::Unknown(format!("-XX:{crac}"))),
+                }
+                continue;
+            }
             let (name, value) = match crac.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (crac, None),
@@ -153,6 +164,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                 continue;
             }
             _ => {}
+        }
+        if let Some(file) = text.strip_prefix("-Djdk.crac.resource-policies=") {
+            inv.policy_file = Some(PathBuf::from(file));
         }
         if let Some(prop) = text.strip_prefix("-D") {
             if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
@@ -227,6 +241,23 @@ mod tests {
                 "-XX:CRaCShimJava=y"
             ])
         );
+    }
+
+    #[test]
+    fn resource_options() {
+        let inv = parse(args(&[
+            "-XX:+CRaCPrintResourcesOnCheckpoint",
+            "-Djdk.crac.resource-policies=/p",
+            "Main",
+        ]))
+        .unwrap();
+        assert!(inv.print_resources);
+        assert_eq!(inv.policy_file, Some(PathBuf::from("/p")));
+        assert_eq!(
+            inv.java_args,
+            args(&["-Djdk.crac.resource-policies=/p", "Main"])
+        );
+        assert!(parse(args(&["-XX:+CRaCNoSuchSwitch"])).is_err());
     }
 
     #[test]

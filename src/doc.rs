@@ -50,6 +50,20 @@ pub const CRAC_JAVA: Page = Page {
                 new PID namespace.",
         },
         Item {
+            term: "-XX:+CRaCPrintResourcesOnCheckpoint",
+            help: "At each checkpoint, print every open descriptor with its class and verdict \
+                (OK or BAD) on the JVM's stderr.",
+        },
+        Item {
+            term: "-Djdk.crac.resource-policies=FILE",
+            help: "Descriptor policies in CRaC's format: rules of `type:` (file, socket, directory, \
+                character, or a class such as write-file), optional `path:` or `address:` globs, and \
+                `action:` close, reopen, ignore or error, separated by `---`. By default a file open \
+                for writing (not append-only), a connected TCP socket, a unix socket to another \
+                process and an unknown device refuse the checkpoint; logs open for appending are \
+                reopened; listening sockets and the JVM's own descriptors are kept.",
+        },
+        Item {
             term: "-XX:CRaCShimJava=PATH",
             help: "The real java binary to run (default: $CRAC_SHIM_JAVA, then $JAVA_HOME/bin/java, \
                 then the first java on PATH that is not crac-java itself).",

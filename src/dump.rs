@@ -208,6 +208,8 @@ fn dump(request: &Message) -> Result<()> {
         .map(|c| c.version)
         .unwrap_or_default();
     let external: Vec<u64> = criu::socket_inode(&channel).into_iter().collect();
+    let mut extra = extra;
+    extra.extend(request.get_all("dump_arg").map(str::to_string));
     let args = criu::dump_args(pid, &staging, "dump.log", &external, &extra);
     let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
     let status = Command::new(&criu_path)
@@ -237,6 +239,13 @@ fn dump(request: &Message) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        restore_args: request.get_all("restore_arg").map(str::to_string).collect(),
+        check_files: request
+            .get_all("check_file")
+            .filter_map(image::parse_check_file)
+            .collect(),
+        listens: request.get_all("listen").map(str::to_string).collect(),
+        append_files: request.get_all("append_file").map(str::to_string).collect(),
     };
     std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode())
         .context("cannot write the image metadata")?;

@@ -21,6 +21,14 @@ pub struct Metadata {
     pub criu_version: String,
     pub perf_memfd: bool,
     pub created: u64,
+    /// CRIU restore options some descriptors need (connected TCP sockets).
+    pub restore_args: Vec<String>,
+    /// Files kept open for reading: (size, mtime, path); they must not change.
+    pub check_files: Vec<(u64, i64, String)>,
+    /// Addresses the program listens on (TCP): they must be free at restore.
+    pub listens: Vec<String>,
+    /// Logs (O_WRONLY|O_APPEND) that CRIU reopens by path: created if missing.
+    pub append_files: Vec<String>,
 }
 
 impl Metadata {
@@ -41,15 +49,35 @@ impl Metadata {
             "channel={}\ncriu_version={}\nperf_memfd={}\ncreated={}\n",
             self.channel, self.criu_version, self.perf_memfd, self.created
         ));
+        for a in &self.restore_args {
+            out.push_str(&format!("restore_arg={a}\n"));
+        }
+        for (size, mtime, path) in &self.check_files {
+            out.push_str(&format!("check_file={size}:{mtime}:{path}\n"));
+        }
+        for a in &self.listens {
+            out.push_str(&format!("listen={a}\n"));
+        }
+        for p in &self.append_files {
+            out.push_str(&format!("append_file={p}\n"));
+        }
         out
     }
 
     pub fn decode(text: &str) -> Result<Metadata, String> {
-        let map: BTreeMap<&str, &str> = text
+        let pairs: Vec<(&str, &str)> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .filter_map(|l| l.split_once('='))
             .collect();
+        let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
+        let all = |k: &'static str| -> Vec<String> {
+            pairs
+                .iter()
+                .filter(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+                .collect()
+        };
         let get = |k: &str| {
             map.get(k)
                 .copied()
@@ -86,8 +114,28 @@ impl Metadata {
             criu_version: map.get("criu_version").unwrap_or(&"").to_string(),
             perf_memfd: map.get("perf_memfd") == Some(&"true"),
             created: map.get("created").and_then(|v| v.parse().ok()).unwrap_or(0),
+            restore_args: all("restore_arg"),
+            check_files: all("check_file")
+                .into_iter()
+                .map(|v| {
+                    parse_check_file(&v)
+                        .ok_or_else(|| format!("metadata has a bad check_file {v:?}"))
+                })
+                .collect::<Result<_, _>>()?,
+            listens: all("listen"),
+            append_files: all("append_file"),
         })
     }
+}
+
+/// `SIZE:MTIME:PATH` (the path may contain colons).
+pub fn parse_check_file(v: &str) -> Option<(u64, i64, String)> {
+    let mut parts = v.splitn(3, ':');
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.to_string(),
+    ))
 }
 
 /// An image ready to restore: metadata read, ownership checked, process tree known.
@@ -366,6 +414,10 @@ mod tests {
             criu_version: "4.2.1".into(),
             perf_memfd: true,
             created: 99,
+            restore_args: vec!["--tcp-established".into()],
+            check_files: vec![(5, 7, "/a:b/c.jar".into())],
+            listens: vec!["127.0.0.1:8080".into()],
+            append_files: vec!["/var/log/x.log".into()],
         };
         assert_eq!(Metadata::decode(&m.encode()), Ok(m.clone()));
         let other = m.encode().replace("format=1", "format=999");

@@ -121,7 +121,20 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> anyhow::Er
         paths::ensure_private(&runtime)?;
         let me =
             std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
-        Ok(vec![
+        let mut vars: Vec<(&'static str, OsString)> = Vec::new();
+        if let Some(policy) = &inv.policy_file {
+            let policy = absolute(policy)?;
+            let text = std::fs::read_to_string(&policy).with_context(|| {
+                format!("cannot read the resource policies {}", policy.display())
+            })?;
+            crac_shim_proto::policy::Policy::parse(&text)
+                .map_err(|e| anyhow::anyhow!("resource policies {}, {e}", policy.display()))?;
+            vars.push((env::POLICY, policy.into()));
+        }
+        if inv.print_resources {
+            vars.push((env::PRINT_RESOURCES, "1".into()));
+        }
+        vars.extend([
             (
                 "LD_PRELOAD",
                 java::preload_with(&agent, std::env::var_os("LD_PRELOAD").as_deref()),
@@ -135,7 +148,8 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> anyhow::Er
                 criu_opts().join(&LIST_SEPARATOR.to_string()).into(),
             ),
             (env::RUNTIME_DIR, runtime.into()),
-        ])
+        ]);
+        Ok(vars)
     })();
     let vars = match prepared {
         Ok(vars) => vars,

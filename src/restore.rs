@@ -65,6 +65,7 @@ pub fn run(req: Request) -> Result<Exit> {
     let started = Instant::now();
     criu::check_privilege(&req.criu)?;
     let image = image::open(&req.dir)?;
+    check_environment(&image)?;
     let signals = supervise::take_over_signals();
     let private_pids = needs_new_pid_namespace(&image);
     match attempt(&req, &image, &signals, started, private_pids) {
@@ -74,6 +75,49 @@ pub fn run(req: Request) -> Result<Exit> {
         }
         other => other,
     }
+}
+
+/// What would make CRIU fail, checked first with a clearer message: files the program reads
+/// that changed, ports it listens on that are taken. Logs it appends to are created if missing.
+fn check_environment(image: &Image) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for (size, mtime, path) in &image.meta.check_files {
+        match std::fs::metadata(path) {
+            Err(e) => bail!("{path}, which the program had open when it was checkpointed, is unavailable ({e}); restore it or checkpoint again"),
+            Ok(m) if m.len() != *size || m.mtime() != *mtime => bail!(
+                "{path} changed since the checkpoint (size {} then, {} now); the program had it open for reading: put the old file back or checkpoint again",
+                size,
+                m.len()
+            ),
+            Ok(_) => {}
+        }
+    }
+    for addr in &image.meta.listens {
+        let Ok(sa) = addr.parse::<std::net::SocketAddr>() else {
+            continue;
+        };
+        if let Err(e) = std::net::TcpListener::bind(sa) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                bail!("{addr} is in use: the restored program listens there; stop whatever holds it first");
+            }
+        }
+    }
+    for path in &image.meta.append_files {
+        let p = Path::new(path);
+        if !p.exists() {
+            if let Some(dir) = p.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| {
+                    format!("cannot recreate the log {path} the program appends to")
+                })?;
+        }
+    }
+    Ok(())
 }
 
 /// CRIU could not give the restored JVM its pid: it is still in use.
@@ -114,7 +158,9 @@ fn attempt(
         .map(|(fd, key)| (fd.as_raw_fd(), key.clone()))
         .collect();
     inherit.push((theirs.as_raw_fd(), image.meta.channel.clone()));
-    let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &req.criu_args);
+    let mut extra = image.meta.restore_args.clone();
+    extra.extend(req.criu_args.iter().cloned());
+    let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &extra);
 
     let stdio_flags = StdioFlags::save(&stdio);
     let restored = Restored {

@@ -12,7 +12,9 @@
 
 use crate::config::Config;
 use crate::hooks::REDIRECTED;
+use crate::scan;
 use crate::sys::{drain_pipe, dup_onto, fd_key, warn};
+use crac_shim_proto::policy::{Action, Class, Policy};
 use crac_shim_proto::{kind, Message, HELPER_ARG, LIST_SEPARATOR, MAX_MESSAGE, NO_CLIENT};
 use nix::sys::socket::{
     recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
@@ -80,7 +82,98 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
     }
 }
 
+/// Reads the policy file, if any (read at every checkpoint: it may be edited meanwhile).
+fn policy(config: &Config) -> Result<Policy, String> {
+    let Some(path) = &config.policy_file else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the resource policies {path}: {e}"))?;
+    Policy::parse(&text).map_err(|e| format!("resource policies {path}, {e}"))
+}
+
+/// The refusal as crac-jcmd prints it when no Java code is involved.
+fn jcmd_refusal(text: &str) -> String {
+    let mut out =
+        String::from("An exception during a checkpoint operation:\njdk.crac.CheckpointException\n");
+    for line in text.lines() {
+        let kind = if line.contains(" type=socket ") {
+            "CheckpointOpenSocketException"
+        } else if line.contains(" type=regular ") {
+            "CheckpointOpenFileException"
+        } else {
+            "CheckpointOpenResourceException"
+        };
+        out.push_str(&format!("\tSuppressed: jdk.crac.impl.{kind}: {line}\n"));
+    }
+    out.push_str(&crac_shim_proto::exit_line(1));
+    out
+}
+
+fn print_resources(entries: &[scan::Entry]) {
+    let mut text = String::from("crac-shim: descriptors at checkpoint:\n");
+    for e in entries {
+        let verdict = if e.action == Action::Refuse {
+            "BAD"
+        } else {
+            "OK"
+        };
+        text.push_str(&format!(
+            "{verdict}: {} ({}, {})\n",
+            e.crac_line(),
+            e.class.name(),
+            e.action.name()
+        ));
+    }
+    crate::sys::write_all_raw(2, text.as_bytes());
+}
+
 fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result<Outcome> {
+    let policy = match policy(config) {
+        Ok(p) => p,
+        Err(e) => return Ok(refuse(client, e)),
+    };
+    let exclude: Vec<RawFd> = client.iter().map(|c| c.as_raw_fd()).collect();
+    let entries = scan::scan(&exclude, &policy);
+    if config.print_resources {
+        print_resources(&entries);
+    }
+    let refused: Vec<String> = entries
+        .iter()
+        .filter(|e| e.action == Action::Refuse)
+        .map(scan::Entry::refusal)
+        .collect();
+    if !refused.is_empty() {
+        return Ok(refuse(client, refused.join("\n")));
+    }
+    let prepared = scan::prepare(&entries)?;
+    let outcome = dump_prepared(config, client, &entries);
+    let failed = scan::reopen(&prepared);
+    if !failed.is_empty() {
+        warn(&format!(
+            "could not reopen after the checkpoint: {}",
+            failed.join(", ")
+        ));
+    }
+    outcome
+}
+
+/// A checkpoint refused before anything changed: tell crac-jcmd (if it asked) ourselves.
+fn refuse(client: Option<OwnedFd>, text: String) -> Outcome {
+    if let Some(c) = client {
+        let _ = std::io::Write::write_all(
+            &mut std::os::unix::net::UnixStream::from(c),
+            jcmd_refusal(&text).as_bytes(),
+        );
+    }
+    Outcome::Failed(text)
+}
+
+fn dump_prepared(
+    config: &Config,
+    client: Option<OwnedFd>,
+    entries: &[scan::Entry],
+) -> std::io::Result<Outcome> {
     let (agent_end, helper_end) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -100,6 +193,7 @@ fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result
     for (name, fd) in ["stdin", "stdout", "stderr"].iter().zip(&places.installed) {
         dump.push(name, fd_key(fd.as_fd())?);
     }
+    describe_for_restore(&mut dump, entries);
     if !config.criu_args.is_empty() {
         dump.push(
             "criu_args",
@@ -126,6 +220,44 @@ fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result
     nix::sys::socket::send(agent_end.as_raw_fd(), &dump.encode(), MsgFlags::empty())?;
     let (reply, stdio) = receive(&agent_end)?;
     Ok(finish(reply, stdio, places.spare))
+}
+
+/// What the restore must check or prepare, and the CRIU options some descriptors need.
+fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry]) {
+    let mut tcp_established = false;
+    for e in entries {
+        match (e.class, e.action) {
+            (Class::ReadFile, Action::Keep) => {
+                dump.push("check_file", format!("{}:{}:{}", e.size, e.mtime, e.path))
+            }
+            (Class::ListeningSocket, _) => {
+                for a in e.addresses.iter().filter(|a| !a.starts_with('/')) {
+                    dump.push("listen", a);
+                }
+            }
+            (Class::AppendFile, Action::Reopen) if scan::criu_reopens(e) => {
+                dump.push("append_file", &e.path)
+            }
+            (Class::ConnectedTcp, Action::Keep) => {
+                tcp_established = true;
+                dump.push("restore_arg", "--tcp-established");
+            }
+            (Class::ConnectedTcp, Action::Close) => {
+                tcp_established = true;
+                dump.push("restore_arg", "--tcp-close");
+            }
+            _ => {}
+        }
+    }
+    if tcp_established {
+        // The default network lock (iptables) is not available everywhere.
+        for a in ["--tcp-established", "--network-lock", "skip"] {
+            dump.push("dump_arg", a);
+        }
+        for a in ["--network-lock", "skip"] {
+            dump.push("restore_arg", a);
+        }
+    }
 }
 
 fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, spare: [OwnedFd; 3]) -> Outcome {

@@ -9,6 +9,10 @@ pub struct Config {
     pub criu: String,
     pub criu_args: Vec<String>,
     pub runtime_dir: String,
+    /// A CRaC resource-policies file (`-Djdk.crac.resource-policies`).
+    pub policy_file: Option<String>,
+    /// `-XX:+CRaCPrintResourcesOnCheckpoint`.
+    pub print_resources: bool,
 }
 
 /// Reads the configuration and removes every trace of the agent from the environment.
@@ -24,6 +28,8 @@ pub fn capture_and_scrub() -> Option<Config> {
             .map(|v| v.split(LIST_SEPARATOR).map(str::to_string).collect())
             .unwrap_or_default(),
         runtime_dir: get(env::RUNTIME_DIR)?,
+        policy_file: get(env::POLICY),
+        print_resources: get(env::PRINT_RESOURCES).is_some(),
     };
     let agent = get(env::AGENT);
     // Runs in the loader's constructor: no other thread exists yet, so changing the

@@ -18,6 +18,7 @@ mod guard;
 mod hooks;
 mod jni;
 mod real;
+mod scan;
 mod sys;
 
 use std::ffi::c_char;
@@ -29,6 +30,7 @@ extern "C" fn agent_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     let Some(config) = config::capture_and_scrub() else {
         return;
     };
+    scan::remember_inherited();
     hooks::arm_perf_redirect(std::process::id());
     control::start(config);
 }

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+pub mod policy;
+
 /// Environment variables the launcher sets for the agent. The agent removes them (and its own
 /// `LD_PRELOAD` entry) from the environment at start-up, so that programs the JVM starts do not
 /// inherit them.
@@ -21,8 +23,21 @@ pub mod env {
     pub const AGENT: &str = "CRAC_SHIM_AGENT";
     /// Directory holding the control sockets (one per JVM).
     pub const RUNTIME_DIR: &str = "CRAC_SHIM_RUNTIME_DIR";
+    /// A resource-policies file for the descriptor scan.
+    pub const POLICY: &str = "CRAC_SHIM_POLICY";
+    /// Set to print every descriptor with its verdict at checkpoint.
+    pub const PRINT_RESOURCES: &str = "CRAC_SHIM_PRINT_RESOURCES";
     /// Every variable above, for scrubbing.
-    pub const ALL: [&str; 6] = [CHECKPOINT_TO, LAUNCHER, CRIU, CRIU_ARGS, AGENT, RUNTIME_DIR];
+    pub const ALL: [&str; 8] = [
+        CHECKPOINT_TO,
+        LAUNCHER,
+        CRIU,
+        CRIU_ARGS,
+        AGENT,
+        RUNTIME_DIR,
+        POLICY,
+        PRINT_RESOURCES,
+    ];
 }
 
 /// Separator for list values carried in one environment variable or field.

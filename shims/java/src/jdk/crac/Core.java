@@ -53,9 +53,13 @@ public class Core {
             String problem = AgentLink.checkpoint();
             if (problem != null) {
                 failure = new CheckpointException();
-                failure.addSuppressed(AgentLink.isConfigured()
-                        ? new RuntimeException(problem)
-                        : new RuntimeException("C/R is not configured"));
+                if (!AgentLink.isConfigured()) {
+                    failure.addSuppressed(new RuntimeException("C/R is not configured"));
+                } else {
+                    for (Exception e : AgentLink.problems(problem)) {
+                        failure.addSuppressed(e);
+                    }
+                }
             }
         } else if (!AgentLink.isConfigured()) {
             failure.addSuppressed(new RuntimeException("C/R is not configured"));

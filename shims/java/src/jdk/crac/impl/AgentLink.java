@@ -115,6 +115,30 @@ public final class AgentLink {
         }
     }
 
+    /**
+     * The agent's reason as exceptions: one per refused descriptor ("FD fd=N type=T ..."
+     * lines, typed as CRaC types them), or one RuntimeException.
+     */
+    public static java.util.List<Exception> problems(String problem) {
+        java.util.List<Exception> out = new java.util.ArrayList<>();
+        for (String line : problem.split("\n")) {
+            if (!line.startsWith("FD ")) {
+                continue;
+            }
+            if (line.contains(" type=socket ")) {
+                out.add(new CheckpointOpenSocketException(line));
+            } else if (line.contains(" type=regular ")) {
+                out.add(new CheckpointOpenFileException(line));
+            } else {
+                out.add(new CheckpointOpenResourceException(line));
+            }
+        }
+        if (out.isEmpty()) {
+            out.add(new RuntimeException(problem));
+        }
+        return out;
+    }
+
     private static String readAnswer(SocketChannel channel) throws IOException {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteBuffer buf = ByteBuffer.allocate(4096);

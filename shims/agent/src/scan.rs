@@ -1,0 +1,363 @@
+//! The open-descriptor scan before every dump: classify each descriptor, decide by policy,
+//! refuse or prepare (close/reopen), and undo the preparation afterwards.
+
+use crate::sys::fd_key;
+use crac_shim_proto::policy::{Action, Class, Policy, Subject};
+use nix::sys::socket::{
+    getpeername, getsockname, getsockopt, sockopt, SockaddrLike, SockaddrStorage,
+};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::OnceLock;
+
+/// One open descriptor and the verdict on it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub fd: RawFd,
+    pub class: Class,
+    pub path: String,
+    pub flags: i32,
+    /// FD_CLOEXEC, to give a reopened descriptor back.
+    pub fd_flags: i32,
+    pub addresses: Vec<String>,
+    pub action: Action,
+    pub size: u64,
+    pub mtime: i64,
+    pub offset: i64,
+}
+
+impl Entry {
+    /// CRaC's line for a descriptor: `FD fd=N type=T path=P`.
+    pub fn crac_line(&self) -> String {
+        format!(
+            "FD fd={} type={} path={}",
+            self.fd,
+            self.class.crac_type(),
+            self.path
+        )
+    }
+
+    /// Why it is refused, and what would make it checkpointable.
+    pub fn refusal(&self) -> String {
+        let (why, hint) = match self.class {
+            Class::WriteFile => (
+                "open for writing (not append-only): its contents and offset could not be trusted at restore",
+                format!("close it in beforeCheckpoint, or a policy rule `type: file`, `path: {}`, `action: reopen`", self.path),
+            ),
+            Class::ConnectedTcp => (
+                "a connected TCP socket",
+                "close it in beforeCheckpoint, or a policy rule `type: socket` with `action: ignore` (kept, CRIU --tcp-established) or `action: close` (restored closed)".to_string(),
+            ),
+            Class::UnixExternal => (
+                "a unix socket connected to another process",
+                "close it in beforeCheckpoint, or a policy rule with `action: close`".to_string(),
+            ),
+            Class::Device => (
+                "a device",
+                format!("close it in beforeCheckpoint, or a policy rule `path: {}` with `action: close`", self.path),
+            ),
+            _ => ("refused by the policy", "change the policy rule that matches it".to_string()),
+        };
+        format!("{}: {why}; {hint}", self.crac_line())
+    }
+}
+
+/// Descriptors that were open when the agent started (handed down by the JVM's parent).
+static INHERITED: OnceLock<Vec<(RawFd, u64, u64)>> = OnceLock::new();
+
+pub fn remember_inherited() {
+    let mut v = Vec::new();
+    for fd in open_fds() {
+        if fd > 2 {
+            if let Some(st) = fstat(fd) {
+                v.push((fd, st.st_dev, st.st_ino));
+            }
+        }
+    }
+    let _ = INHERITED.set(v);
+}
+
+fn open_fds() -> Vec<RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+fn fstat(fd: RawFd) -> Option<libc::stat> {
+    // SAFETY: fstat writes into a local, zero-initialized struct.
+    unsafe {
+        let mut st = std::mem::zeroed::<libc::stat>();
+        (libc::fstat(fd, &mut st) == 0).then_some(st)
+    }
+}
+
+const JVM_DEVICES: [&str; 5] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/full",
+];
+
+fn java_home() -> Option<String> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    Some(exe.parent()?.parent()?.to_string_lossy().into_owned())
+}
+
+fn addr(a: Option<SockaddrStorage>) -> Option<String> {
+    let a = a?;
+    if let Some(u) = a.as_unix_addr() {
+        return u.path().map(|p| p.display().to_string());
+    }
+    // Java's sockets are dual-stack: show IPv4-mapped addresses as the IPv4 users wrote.
+    if let Some(v6) = a.as_sockaddr_in6() {
+        let v6 = std::net::SocketAddrV6::from(*v6);
+        if let Some(v4) = v6.ip().to_ipv4_mapped() {
+            return Some(format!("{v4}:{}", v6.port()));
+        }
+        return Some(v6.to_string());
+    }
+    (a.family().is_some()).then(|| a.to_string())
+}
+
+fn classify_socket(fd: BorrowedFd<'_>, addresses: &mut Vec<String>) -> Class {
+    let raw = fd.as_raw_fd();
+    let local = addr(getsockname::<SockaddrStorage>(raw).ok());
+    let peer = addr(getpeername::<SockaddrStorage>(raw).ok());
+    addresses.extend(local.clone());
+    addresses.extend(peer.clone());
+    if getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
+        return Class::ListeningSocket;
+    }
+    let domain = {
+        let mut d: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: SO_DOMAIN writes an int into d.
+        unsafe {
+            libc::getsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_DOMAIN,
+                (&mut d as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        d
+    };
+    match domain {
+        libc::AF_UNIX => match getsockopt(&fd, sockopt::PeerCredentials) {
+            Ok(c) if c.pid() != 0 && c.pid() as u32 != std::process::id() => Class::UnixExternal,
+            _ => Class::UnixInternal,
+        },
+        libc::AF_INET | libc::AF_INET6 => {
+            let stream = matches!(
+                getsockopt(&fd, sockopt::SockType),
+                Ok(nix::sys::socket::SockType::Stream)
+            );
+            if stream && peer.is_some() {
+                Class::ConnectedTcp
+            } else {
+                Class::Other
+            }
+        }
+        _ => Class::Other,
+    }
+}
+
+/// Classifies every open descriptor except `exclude`, deciding by `policy`.
+pub fn scan(exclude: &[RawFd], policy: &Policy) -> Vec<Entry> {
+    let home = java_home().map(|h| format!("{h}/"));
+    let inherited = INHERITED.get().map(Vec::as_slice).unwrap_or(&[]);
+    let mut out = Vec::new();
+    for fd in open_fds() {
+        if exclude.contains(&fd) {
+            continue;
+        }
+        let Some(st) = fstat(fd) else { continue };
+        // SAFETY: the descriptor is open (fstat succeeded) and stays open while we look.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let path = fd_key(borrowed).unwrap_or_default();
+        // SAFETY: F_GETFL on an open descriptor.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        let access = flags & libc::O_ACCMODE;
+        let mut addresses = Vec::new();
+        let fmt = st.st_mode & libc::S_IFMT;
+        let class = if fd <= 2 {
+            Class::Stdio
+        } else if inherited
+            .iter()
+            .any(|&(f, dev, ino)| f == fd && dev == st.st_dev && ino == st.st_ino)
+        {
+            Class::Inherited
+        } else {
+            match fmt {
+                libc::S_IFSOCK => classify_socket(borrowed, &mut addresses),
+                libc::S_IFIFO => Class::JvmInternal,
+                libc::S_IFREG if path.starts_with("/memfd:") => Class::JvmInternal,
+                libc::S_IFREG if access == libc::O_RDONLY => {
+                    if home.as_deref().is_some_and(|h| path.starts_with(h)) {
+                        Class::JdkFile
+                    } else {
+                        Class::ReadFile
+                    }
+                }
+                libc::S_IFREG if flags & libc::O_APPEND != 0 => Class::AppendFile,
+                libc::S_IFREG => Class::WriteFile,
+                libc::S_IFDIR => Class::Directory,
+                libc::S_IFCHR if JVM_DEVICES.contains(&path.as_str()) => Class::JvmInternal,
+                libc::S_IFCHR | libc::S_IFBLK => Class::Device,
+                _ if path.starts_with("anon_inode:") => Class::JvmInternal,
+                _ => Class::Other,
+            }
+        };
+        let action = match class {
+            // Handled by the dump itself (placeholders) or never ours to judge.
+            Class::Stdio | Class::JdkFile | Class::JvmInternal | Class::Inherited => Action::Keep,
+            _ => policy.action(&Subject {
+                class,
+                path: &path,
+                addresses: &addresses,
+            }),
+        };
+        // SAFETY: lseek with SEEK_CUR only reads the offset; F_GETFD only reads flags.
+        let (offset, fd_flags) = unsafe {
+            (
+                libc::lseek(fd, 0, libc::SEEK_CUR),
+                libc::fcntl(fd, libc::F_GETFD),
+            )
+        };
+        out.push(Entry {
+            fd,
+            class,
+            path,
+            flags,
+            fd_flags,
+            addresses,
+            action,
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            offset,
+        });
+    }
+    out
+}
+
+/// True when CRIU itself reopens the file by path without checking its size: exactly
+/// O_WRONLY|O_APPEND (a log). Such a file needs no placeholder.
+pub fn criu_reopens(e: &Entry) -> bool {
+    e.class == Class::AppendFile && e.flags & libc::O_ACCMODE == libc::O_WRONLY
+}
+
+/// Descriptors replaced for the dump (close, and reopen other than CRIU's own).
+pub struct Prepared {
+    pub reopen: Vec<Reopen>,
+}
+
+pub struct Reopen {
+    entry: Entry,
+    /// Written at its end: continue at the end after the restore.
+    at_end: bool,
+}
+
+/// Replaces what is to be closed by /dev/null (keeping the number taken), and what is to be
+/// reopened by a second open file on the same path, so that what the program writes while
+/// the dump is prepared still lands in the file at the right place. A file written at its end
+/// gets an O_WRONLY|O_APPEND stand-in, which CRIU reopens by path without checking the size.
+pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
+    let mut reopen = Vec::new();
+    for e in entries {
+        let (stand_in, at_end) = match e.action {
+            Action::Close => (
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")?,
+                false,
+            ),
+            Action::Reopen if !criu_reopens(e) => {
+                let writable = e.flags & libc::O_ACCMODE != libc::O_RDONLY;
+                let at_end =
+                    writable && (e.flags & libc::O_APPEND != 0 || e.offset as u64 >= e.size);
+                let _guard = crate::guard::Reentry::enter();
+                let f = if at_end {
+                    std::fs::OpenOptions::new().append(true).open(&e.path)?
+                } else {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(writable)
+                        .open(&e.path)?;
+                    // SAFETY: seeking a file we just opened.
+                    unsafe { libc::lseek(f.as_raw_fd(), e.offset, libc::SEEK_SET) };
+                    f
+                };
+                (f, at_end)
+            }
+            _ => continue,
+        };
+        // SAFETY: dup2 onto a descriptor number the program owns; it keeps the number and its
+        // close-on-exec state.
+        unsafe {
+            if libc::dup2(stand_in.as_raw_fd(), e.fd) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::fcntl(e.fd, libc::F_SETFD, e.fd_flags);
+        }
+        if e.action == Action::Reopen {
+            reopen.push(Reopen {
+                entry: e.clone(),
+                at_end,
+            });
+        }
+    }
+    Ok(Prepared { reopen })
+}
+
+/// Reopens by path, with the original flags, what `prepare` stood in for: at the stand-in's
+/// offset (which went on with the program's writes), or at the end for a file written at its
+/// end. Returns the paths that could not be reopened.
+pub fn reopen(prepared: &Prepared) -> Vec<String> {
+    let mut failed = Vec::new();
+    for r in &prepared.reopen {
+        let e = &r.entry;
+        // SAFETY: lseek on the stand-in the program's number holds.
+        let offset = unsafe {
+            libc::lseek(
+                e.fd,
+                0,
+                if r.at_end {
+                    libc::SEEK_END
+                } else {
+                    libc::SEEK_CUR
+                },
+            )
+        };
+        let flags = e.flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL);
+        let Ok(path) = std::ffi::CString::new(e.path.as_str()) else {
+            failed.push(e.path.clone());
+            continue;
+        };
+        let _guard = crate::guard::Reentry::enter();
+        // SAFETY: valid C string; no mode needed without O_CREAT.
+        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            failed.push(e.path.clone());
+            continue;
+        }
+        // SAFETY: fd is ours; it replaces the stand-in on the program's number, which gets its
+        // close-on-exec state back; then our temporary is closed.
+        unsafe {
+            if offset >= 0 && e.flags & libc::O_APPEND == 0 {
+                libc::lseek(fd, offset, libc::SEEK_SET);
+            }
+            libc::dup2(fd, e.fd);
+            libc::fcntl(e.fd, libc::F_SETFD, e.fd_flags);
+            libc::close(fd);
+        }
+    }
+    failed
+}

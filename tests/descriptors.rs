@@ -1,0 +1,305 @@
+//! Open files and sockets at checkpoint: the scan, the default policy, policy files, and
+//! descriptors that survive restore.
+
+mod support;
+use std::io::{Read, Write};
+use std::process::Command;
+use support::*;
+
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn demo_classes() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-classes");
+        let _ = std::fs::remove_dir_all(&dir);
+        let st = Command::new(default_java().with_file_name("javac"))
+            .arg("-d")
+            .arg(&dir)
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/HttpDemo.java"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        dir
+    })
+    .clone()
+}
+
+#[test]
+fn a_file_open_for_writing_refuses_the_checkpoint_until_closed() {
+    require_checkpoint!();
+    let tmp = TempDir::new("write");
+    let image = tmp.join("image");
+    let data = tmp.join("data.txt");
+    let mut cmd = crac_java();
+    cmd.arg("-XX:+CRaCPrintResourcesOnCheckpoint");
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", data.display())],
+    );
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.contains("FD fd="))
+        .expect("the offending descriptor");
+    assert!(
+        line.contains(&format!("type=regular path={}", data.display()))
+            && line.contains("action: reopen"),
+        "{line}"
+    );
+    assert!(line.contains("CheckpointOpenFileException"), "{line}");
+    app.err.wait_for("the resource listing", |l| {
+        l.starts_with("BAD: FD fd=") && l.contains("write-file")
+    });
+    assert!(!image.join("crac-shim.meta").exists());
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out.wait_for("ticks after the refusal", |l| {
+        tick(l).is_some_and(|t| t > n + 2)
+    });
+
+    app.write_stdin("close\n");
+    app.out.wait_for("the file closed", |l| l == "closed");
+    checkpoint_ok(app.pid);
+}
+
+#[test]
+fn logs_reopen_and_survive_growing_between_restores() {
+    require_checkpoint!();
+    let tmp = TempDir::new("append");
+    let image = tmp.join("image");
+    let log = tmp.join("app.log");
+    let mut app = start_checkpointable(&image, "Files", &[&format!("append={}", log.display())]);
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    app.wait();
+    let next = format!("line {}", last + 1);
+    for round in 1..=2 {
+        let restored = restore(&image);
+        restored.out.wait_for("ticks after restore", |l| {
+            tick(l).is_some_and(|t| t > last + 3)
+        });
+        drop(restored);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| *l == next).count(),
+            round,
+            "restore {round} logs to the file"
+        );
+    }
+    // Even a deleted log comes back.
+    std::fs::remove_file(&log).unwrap();
+    let restored = restore(&image);
+    restored.out.wait_for("ticks after restore", |l| {
+        tick(l).is_some_and(|t| t > last + 3)
+    });
+    drop(restored);
+    assert!(std::fs::read_to_string(&log).unwrap().contains(&next));
+}
+
+#[test]
+fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
+    require_checkpoint!();
+    let tmp = TempDir::new("policy");
+    let image = tmp.join("image");
+    let data = tmp.join("data.txt");
+    let policy = tmp.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "# our data file\ntype: file\npath: {}/*.txt\naction: reopen\n---\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", data.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    app.wait();
+    let restored = restore(&image);
+    restored.out.wait_for("ticks after restore", |l| {
+        tick(l).is_some_and(|t| t > last + 3)
+    });
+    drop(restored);
+    let text = std::fs::read_to_string(&data).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let expected: Vec<String> = (1..=lines.len()).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        lines, expected,
+        "the restored copy goes on writing where the original stopped"
+    );
+
+    // A broken policy file is refused at start with the line at fault.
+    std::fs::write(&policy, "type: file\naction: explode\n").unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-Djdk.crac.resource-policies={}", policy.display()))
+        .arg(format!(
+            "-XX:CRaCCheckpointTo={}",
+            tmp.join("other").display()
+        ))
+        .arg("-cp")
+        .arg(classes())
+        .arg("Ticker");
+    let o = run(c);
+    assert_eq!(o.code, Some(1));
+    assert!(
+        o.stderr.contains("line 2") && o.stderr.contains("explode"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn a_listening_server_answers_after_restore() {
+    require_checkpoint!();
+    let tmp = TempDir::new("server");
+    let image = tmp.join("image");
+    let port = free_port();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCCheckpointTo={}", image.display()))
+        .arg("-Xmx64m")
+        .arg("-cp")
+        .arg(demo_classes())
+        .args(["HttpDemo", &port.to_string()]);
+    let mut app = Proc::spawn(c);
+    app.out
+        .wait_for("listening", |l| l.starts_with("listening on"));
+    for n in 1..20 {
+        assert!(http_get(port, &format!("/?n={n}"))
+            .unwrap()
+            .contains("200 OK"));
+    }
+    checkpoint_ok(app.pid);
+    app.wait();
+    let meta = std::fs::read_to_string(image.join("crac-shim.meta")).unwrap();
+    assert!(meta.contains(&format!("listen=127.0.0.1:{port}")), "{meta}");
+
+    // While something else holds the port, the restore says so before running CRIU.
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1));
+    assert!(
+        o.stderr.contains(&format!("127.0.0.1:{port} is in use")),
+        "{}",
+        o.stderr
+    );
+    drop(blocker);
+
+    let _restored = restore(&image);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let answer = loop {
+        if let Ok(a) = http_get(port, "/?n=10") {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer from the restored server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        answer.contains("200 OK") && answer.contains("prime 10 = 29, request 20"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn an_established_connection_is_refused_or_kept_by_policy() {
+    require_checkpoint!();
+    let tmp = TempDir::new("tcp");
+    let image = tmp.join("image");
+    let app = start_checkpointable(&image, "Connected", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1));
+    let refused: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter(|l| l.contains("type=socket"))
+        .collect();
+    assert_eq!(refused.len(), 2, "both ends: {}", o.stdout);
+    assert!(
+        refused[0].contains("CheckpointOpenSocketException")
+            && refused[0].contains("connected TCP")
+    );
+    drop(app);
+
+    let policy = tmp.join("policy");
+    std::fs::write(
+        &policy,
+        "type: socket\naddress: 127.0.0.1:*\naction: ignore\n",
+    )
+    .unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+    let mut app = start_checkpointable_with(cmd, &image, "Connected", &[]);
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    app.wait();
+    let restored = restore(&image);
+    restored.out.wait_for("ticks after restore", |l| {
+        tick(l).is_some_and(|t| t > last + 2)
+    });
+}
+
+#[test]
+fn a_changed_input_file_is_named_before_criu_runs() {
+    require_checkpoint!();
+    let tmp = TempDir::new("changed");
+    let image = tmp.join("image");
+    let data = tmp.join("input.txt");
+    std::fs::write(&data, "twelve bytes").unwrap();
+    ticker_image(&image, &[&format!("hold={}", data.display())], 1);
+    std::fs::write(&data, "now it is longer").unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1));
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(&format!("{} changed since the checkpoint", data.display())),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("CRIU"),
+        "found before CRIU ran: {}",
+        o.stderr
+    );
+}

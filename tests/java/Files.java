@@ -1,0 +1,48 @@
+import java.io.BufferedReader;
+import java.io.FileOutputStream;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * Test program: writes "line N" to a file every 50 ms and prints "tick N".
+ *   write=PATH    the file is opened for writing (truncated, not append)
+ *   append=PATH   the file is opened for appending (a log)
+ * A line "close" on stdin closes the file (then only ticks go on).
+ */
+public class Files {
+    static volatile OutputStream out;
+
+    public static void main(String[] args) throws Exception {
+        String spec = args[0];
+        boolean append = spec.startsWith("append=");
+        String path = spec.substring(spec.indexOf('=') + 1);
+        out = new FileOutputStream(path, append);
+        Thread commands = new Thread(() -> {
+            try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in))) {
+                String line;
+                while ((line = in.readLine()) != null) {
+                    if (line.equals("close")) {
+                        OutputStream o = out;
+                        out = null;
+                        o.close();
+                        System.out.println("closed");
+                    }
+                }
+            } catch (Exception e) {
+                System.out.println("commands failed: " + e);
+            }
+        });
+        commands.setDaemon(true);
+        commands.start();
+        for (int i = 1; ; i++) {
+            OutputStream o = out;
+            if (o != null) {
+                o.write(("line " + i + "\n").getBytes(StandardCharsets.UTF_8));
+                o.flush();
+            }
+            System.out.println("tick " + i);
+            Thread.sleep(50);
+        }
+    }
+}

@@ -17,6 +17,14 @@ pub struct Invocation {
     pub java: Option<PathBuf>,
     /// -XX:+CRaCPrintResourcesOnCheckpoint
     pub print_resources: bool,
+    /// -XX:CRaCEngine=criu|PATH
+    pub engine: Option<PathBuf>,
+    /// -XX:CRaCEngineOptions=...
+    pub engine_options: crate::engine::EngineOptions,
+    /// -XX:CRaCMinPid=N
+    pub min_pid: Option<u32>,
+    /// -XX:+CRaCIgnoreRestoreIfUnavailable
+    pub ignore_restore_failure: bool,
     /// -Djdk.crac.resource-policies=FILE (also passed on to java)
     pub policy_file: Option<PathBuf>,
     pub help: bool,
@@ -36,6 +44,7 @@ pub enum UsageError {
     MissingValue(&'static str),
     Conflict,
     NotUtf8(&'static str),
+    BadValue(String),
 }
 
 impl fmt::Display for UsageError {
@@ -43,13 +52,14 @@ impl fmt::Display for UsageError {
         match self {
             UsageError::Unknown(o) => write!(
                 f,
-                "unrecognized option {o}: crac-java knows -XX:CRaCCheckpointTo, -XX:CRaCRestoreFrom, -XX:+CRaCPrintResourcesOnCheckpoint and -XX:CRaCShimJava (see crac-java --crac-help)"
+                "unrecognized option {o}: see crac-java --crac-help for the CRaC options crac-java knows"
             ),
             UsageError::MissingValue(o) => write!(f, "{o} needs a value, as in {o}=/path"),
             UsageError::Conflict => {
-                write!(f, "-XX:CRaCCheckpointTo and -XX:CRaCRestoreFrom cannot be used together (a restored JVM keeps the checkpoint directory it was started with)")
+                write!(f, "-XX:CRaCCheckpointTo and -XX:CRaCRestoreFrom go together only with -XX:+CRaCIgnoreRestoreIfUnavailable (a restored JVM keeps the checkpoint directory it was started with)")
             }
             UsageError::NotUtf8(o) => write!(f, "{o} must be valid UTF-8"),
+            UsageError::BadValue(m) => f.write_str(m),
         }
     }
 }
@@ -118,6 +128,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             if let Some(switch) = crac.strip_prefix(['+', '-']) {
                 match switch {
                     "CRaCPrintResourcesOnCheckpoint" => inv.print_resources = crac.starts_with('+'),
+                    "CRaCIgnoreRestoreIfUnavailable" => {
+                        inv.ignore_restore_failure = crac.starts_with('+')
+                    }
                     _ => return Err(UsageError::Unknown(format!("-XX:{crac}"))),
                 }
                 continue;
@@ -139,6 +152,24 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                 "CRaCCheckpointTo" => inv.checkpoint_to = Some(value("-XX:CRaCCheckpointTo")?),
                 "CRaCRestoreFrom" => inv.restore_from = Some(value("-XX:CRaCRestoreFrom")?),
                 "CRaCShimJava" => inv.java = Some(value("-XX:CRaCShimJava")?),
+                "CRaCEngine" => inv.engine = Some(value("-XX:CRaCEngine")?),
+                "CRaCEngineOptions" => {
+                    let spec = value("-XX:CRaCEngineOptions")?;
+                    inv.engine_options = crate::engine::EngineOptions::parse(
+                        &spec.to_string_lossy(),
+                    )
+                    .map_err(|e| UsageError::BadValue(format!("-XX:CRaCEngineOptions: {e}")))?;
+                }
+                "CRaCMinPid" => {
+                    let v = value("-XX:CRaCMinPid")?;
+                    let n = v.to_string_lossy().parse::<u32>().map_err(|_| {
+                        UsageError::BadValue(format!(
+                            "-XX:CRaCMinPid needs a number, not {:?}",
+                            v.display().to_string()
+                        ))
+                    })?;
+                    inv.min_pid = Some(n);
+                }
                 _ => return Err(UsageError::Unknown(format!("-XX:{crac}"))),
             }
             continue;
@@ -175,7 +206,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
         }
         inv.java_args.push(arg);
     }
-    if inv.checkpoint_to.is_some() && inv.restore_from.is_some() {
+    if inv.checkpoint_to.is_some() && inv.restore_from.is_some() && !inv.ignore_restore_failure {
         return Err(UsageError::Conflict);
     }
     Ok(inv)

@@ -113,16 +113,18 @@ pub const CRAC_JCMD: Page = Page {
     name: "crac-jcmd",
     summary: "send a checkpoint request to a JVM started by crac-java",
     synopsis: &[
-        "crac-jcmd PID JDK.checkpoint",
+        "crac-jcmd PID|MAIN-CLASS|JAR JDK.checkpoint [keep_running=true]",
         "crac-jcmd PID help",
-        "crac-jcmd -l",
+        "crac-jcmd [-l]",
     ],
     description: "crac-jcmd talks to the crac-shim agent in a JVM started with \
         `crac-java -XX:CRaCCheckpointTo=DIR`, through the JVM's private control socket. \
         JDK.checkpoint makes CRIU write an image of the JVM to DIR; the JVM then exits, as with \
-        CRaC. The output is jcmd's: `PID:` then `Command executed successfully`, or the reason \
-        the checkpoint failed (the JVM keeps running then). PID may be a restored copy's pid as \
-        ps shows it.",
+        CRaC (with keep_running=true it goes on, this once). The output is jcmd's: `PID:` then \
+        `Command executed successfully`, or the reason the checkpoint failed (the JVM keeps \
+        running then). PID may be a restored copy's pid as ps shows it; a main class or jar name \
+        selects the JVMs whose command line has it, as with jcmd. Other commands go to the real \
+        jcmd when there is one.",
     options: &[
         Item {
             term: "-l, --list",

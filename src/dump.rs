@@ -68,8 +68,13 @@ pub fn run_helper(args: &[OsString]) -> i32 {
             return 1;
         }
     };
+    let keep_running = request.get("keep_running") == Some("true");
     let result = dump(&request);
     match &result {
+        Ok(()) if keep_running => {
+            report(&mut client, Ok(()));
+            hand_back(&channel, Message::new(kind::KEPT));
+        }
         Ok(()) => {
             // The JVM is gone: what it wrote while waiting for CRIU belongs to its output.
             pass_on(&spares[0], 1);
@@ -145,7 +150,12 @@ fn receive(channel: &OwnedFd) -> Result<Message> {
 
 /// Hands the JVM's stdio back with the reason the dump did not happen.
 fn give_back(channel: &OwnedFd, error: &str) {
-    let m = Message::new(kind::FAILED).with("error", error).encode();
+    hand_back(channel, Message::new(kind::FAILED).with("error", error));
+}
+
+/// Sends `message` to the agent with the JVM's stdio.
+fn hand_back(channel: &OwnedFd, message: Message) {
+    let m = message.encode();
     let fds = [0, 1, 2];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     if let Err(e) = sendmsg::<()>(
@@ -210,7 +220,13 @@ fn dump(request: &Message) -> Result<()> {
     let external: Vec<u64> = criu::socket_inode(&channel).into_iter().collect();
     let mut extra = extra;
     extra.extend(request.get_all("dump_arg").map(str::to_string));
+    if request.get("keep_running") == Some("true") {
+        extra.push("--leave-running".into());
+    }
     let args = criu::dump_args(pid, &staging, "dump.log", &external, &extra);
+    if request.get("print_command") == Some("true") {
+        eprintln!("crac-shim: {} {}", criu_path.display(), args.join(" "));
+    }
     let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
     let status = Command::new(&criu_path)
         .args(&args)

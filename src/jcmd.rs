@@ -12,7 +12,16 @@ enum Action {
     List,
     Help,
     Version,
-    Command { pid: u32, command: Vec<String> },
+    Command {
+        target: Target,
+        command: Vec<String>,
+    },
+}
+
+enum Target {
+    Pid(u32),
+    /// A main class or jar: every crac-shim JVM whose command line has it.
+    Name(String),
 }
 
 fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Action, lexopt::Error> {
@@ -34,13 +43,17 @@ fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Action, l
     let Some(first) = positional.first() else {
         return Ok(Action::List);
     };
-    let pid = first.parse::<u32>().map_err(|_| {
-        lexopt::Error::Custom(
-            format!("{first:?} is not a pid (give the pid that ps or crac-jcmd -l shows)").into(),
-        )
-    })?;
+    let target = match first.parse::<u32>() {
+        Ok(pid) => Target::Pid(pid),
+        Err(_) if first.is_empty() || first.starts_with('-') => {
+            return Err(lexopt::Error::Custom(
+                format!("{first:?} is not a pid, main class or jar (see crac-jcmd -l)").into(),
+            ))
+        }
+        Err(_) => Target::Name(first.clone()),
+    };
     Ok(Action::Command {
-        pid,
+        target,
         command: positional[1..].to_vec(),
     })
 }
@@ -79,18 +92,77 @@ fn run(action: Action) -> Result<i32> {
             }
             Ok(0)
         }
-        Action::Command { pid, command } => match command.first().map(String::as_str) {
-            None => bail!("no command given: try crac-jcmd {pid} JDK.checkpoint"),
-            Some("help") => {
-                println!("{pid}:\nThe following commands are available:\nJDK.checkpoint\nhelp");
-                Ok(0)
+        Action::Command { target, command } => {
+            let pids = match target {
+                Target::Pid(pid) => vec![pid],
+                Target::Name(name) => {
+                    let pids: Vec<u32> = list()
+                        .into_iter()
+                        .filter(|(_, cmdline)| {
+                            cmdline
+                                .split(' ')
+                                .any(|w| w == name || w.ends_with(&format!("/{name}")))
+                        })
+                        .map(|(pid, _)| pid)
+                        .collect();
+                    if pids.is_empty() {
+                        bail!("no crac-shim JVM runs {name} (see crac-jcmd -l)");
+                    }
+                    pids
+                }
+            };
+            let mut worst = 0;
+            for pid in pids {
+                worst = worst.max(command_for(pid, &command)?);
             }
-            Some("JDK.checkpoint") => send(pid, Request::Checkpoint),
+            Ok(worst)
+        }
+    }
+}
+
+fn command_for(pid: u32, command: &[String]) -> Result<i32> {
+    match command.first().map(String::as_str) {
+        None => bail!("no command given: try crac-jcmd {pid} JDK.checkpoint"),
+        Some("help") => {
+            println!("{pid}:\nThe following commands are available:\nJDK.checkpoint [keep_running=true]\nhelp");
+            Ok(0)
+        }
+        Some("JDK.checkpoint") => match command.get(1).map(String::as_str) {
+            None | Some("keep_running=false") => send(pid, Request::Checkpoint),
+            Some("keep_running=true") => send(pid, Request::CheckpointKeepRunning),
             Some(other) => {
-                bail!("unknown command {other}: crac-jcmd knows JDK.checkpoint and help")
+                bail!("JDK.checkpoint takes keep_running=true or nothing, not {other:?}")
             }
         },
+        Some(other) => {
+            real_jcmd(pid, command).with_context(|| format!("{other} is not a crac-jcmd command"))
+        }
     }
+}
+
+/// Other commands are the real jcmd's business.
+fn real_jcmd(pid: u32, command: &[String]) -> Result<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self/exe")
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(home) = std::env::var_os("JAVA_HOME").filter(|v| !v.is_empty()) {
+        candidates.push(PathBuf::from(home).join("bin/jcmd"));
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        candidates.push(dir.join("jcmd"));
+    }
+    let jcmd = candidates
+        .into_iter()
+        .find(|p| p.is_file() && std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) != me)
+        .context("there is no jcmd to pass it to (install a JDK)")?;
+    let status = std::process::Command::new(&jcmd)
+        .arg(pid.to_string())
+        .args(command)
+        .status()
+        .with_context(|| format!("cannot run {}", jcmd.display()))?;
+    Ok(status.code().unwrap_or(1))
 }
 
 fn runtime_dir_for(pid: u32) -> Option<PathBuf> {
@@ -106,7 +178,7 @@ fn send(pid: u32, request: Request) -> Result<i32> {
         bail!("no process with pid {pid}");
     };
     let path = socket_path(&dir.to_string_lossy(), pid);
-    let mut stream = match UnixStream::connect(&path) {
+    let mut stream = match connect(pid, &path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             bail!("permission denied on {path}: only the JVM's owner (or root) may control it")
@@ -128,6 +200,33 @@ fn send(pid: u32, request: Request) -> Result<i32> {
         println!("{line}");
     }
     bail!("the JVM closed the connection without an answer")
+}
+
+/// How long to wait for the socket of a crac-shim JVM that is between checkpoints.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connects to the JVM's socket. A crac-shim JVM in the middle of a checkpoint has closed it
+/// for the moment: wait for it to come back rather than call the JVM something else.
+fn connect(pid: u32, path: &str) -> std::io::Result<UnixStream> {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(e),
+            Err(e) => {
+                if !has_agent(pid) || std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Whether the agent is mapped in `pid` (so it is a crac-shim JVM, maybe busy).
+fn has_agent(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .is_ok_and(|m| m.contains("libcrac_shim_agent"))
 }
 
 /// The JVMs with a live control socket: (pid, command line).

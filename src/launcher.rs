@@ -1,13 +1,14 @@
 //! `crac-java`: java itself, java with the agent, or a restore.
 
 use crate::cli::{self, Invocation};
-use crate::criu;
+use crate::criu::{self, Criu};
 use crate::doc;
+use crate::engine;
 use crate::image;
 use crate::java;
 use crate::paths;
 use crate::restore;
-use crate::supervise::Exit;
+use crate::supervise::{self, Event, Exit};
 use anyhow::{bail, Context, Result};
 use crac_shim_proto::{env, socket_path, HELPER_ARG, LIST_SEPARATOR, SOCKET_PROPERTY};
 use std::ffi::OsString;
@@ -39,6 +40,10 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
         println!("crac-shim {}", env!("CARGO_PKG_VERSION"));
         return Ok(Exit::Code(0));
     }
+    if inv.engine_options.help {
+        print!("{}", engine::HELP);
+        return Ok(Exit::Code(0));
+    }
     if let Some(name) = &inv.man {
         let page = match name.as_str() {
             "crac-java" => &doc::CRAC_JAVA,
@@ -49,18 +54,26 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
         return Ok(Exit::Code(0));
     }
     if let Some(dir) = &inv.restore_from {
-        let criu = criu::locate(None)?;
-        return restore::run(restore::Request {
-            dir: absolute(dir)?,
-            properties: inv.restore_properties.clone(),
-            criu,
-            criu_args: criu_opts(),
+        let restored = locate_criu(&inv).and_then(|criu| {
+            restore::run(restore::Request {
+                dir: absolute(dir)?,
+                properties: inv.restore_properties.clone(),
+                criu,
+                criu_args: criu_args(&inv),
+                print_command: inv.engine_options.print_command,
+            })
         });
+        match restored {
+            Err(e) if inv.ignore_restore_failure => {
+                eprintln!("crac-java: not restoring ({e:#}); starting normally (-XX:+CRaCIgnoreRestoreIfUnavailable)");
+            }
+            other => return other,
+        }
     }
     let java = java::locate(inv.java.as_deref())?;
     match &inv.checkpoint_to {
         None => Err(java::exec(&java, &inv.java_args, &[])),
-        Some(dir) => Err(start_checkpointable(&java, dir, &inv)),
+        Some(dir) => start_checkpointable(&java, dir, &inv),
     }
 }
 
@@ -73,13 +86,24 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         .join(p))
 }
 
-/// `CRAC_CRIU_OPTS`, split on spaces.
-fn criu_opts() -> Vec<String> {
-    std::env::var("CRAC_CRIU_OPTS")
+/// CRIU, in CRaC's order: criu_location, -XX:CRaCEngine (a path), then the usual lookup.
+fn locate_criu(inv: &Invocation) -> Result<Criu> {
+    let engine = inv
+        .engine
+        .as_deref()
+        .filter(|e| e.as_os_str() != "criu" && e.as_os_str() != "criuengine");
+    criu::locate(inv.engine_options.criu_location.as_deref().or(engine))
+}
+
+/// `CRAC_CRIU_OPTS` then the engine's `args`, split on spaces.
+fn criu_args(inv: &Invocation) -> Vec<String> {
+    let mut v: Vec<String> = std::env::var("CRAC_CRIU_OPTS")
         .unwrap_or_default()
         .split_whitespace()
         .map(str::to_string)
-        .collect()
+        .collect();
+    v.extend(inv.engine_options.args.iter().cloned());
+    v
 }
 
 fn agent_path() -> Result<PathBuf> {
@@ -109,54 +133,58 @@ fn agent_path() -> Result<PathBuf> {
     )
 }
 
-/// Execs java with the agent preloaded; returns only on failure.
-fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> anyhow::Error {
-    let prepared = (|| -> Result<Vec<(&'static str, OsString)>> {
-        let dir = absolute(dir)?;
+/// What the agent needs from us, as environment variables.
+fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, OsString)>> {
+    let dir = absolute(dir)?;
+    // A directory with placeholders is only known at checkpoint time.
+    if !dir.to_string_lossy().contains('%') {
         image::prepare_target(&dir)?;
-        let criu = criu::locate(None)?;
-        criu::check_privilege(&criu)?;
-        let agent = agent_path()?;
-        let runtime = paths::runtime_dir();
-        paths::ensure_private(&runtime)?;
-        let me =
-            std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
-        let mut vars: Vec<(&'static str, OsString)> = Vec::new();
-        if let Some(policy) = &inv.policy_file {
-            let policy = absolute(policy)?;
-            let text = std::fs::read_to_string(&policy).with_context(|| {
-                format!("cannot read the resource policies {}", policy.display())
-            })?;
-            crac_shim_proto::policy::Policy::parse(&text)
-                .map_err(|e| anyhow::anyhow!("resource policies {}, {e}", policy.display()))?;
-            vars.push((env::POLICY, policy.into()));
+    }
+    let criu = locate_criu(inv)?;
+    criu::check_privilege(&criu)?;
+    let agent = agent_path()?;
+    let runtime = paths::runtime_dir();
+    paths::ensure_private(&runtime)?;
+    let me = std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
+    let mut vars: Vec<(&'static str, OsString)> = Vec::new();
+    if let Some(policy) = &inv.policy_file {
+        let policy = absolute(policy)?;
+        let text = std::fs::read_to_string(&policy)
+            .with_context(|| format!("cannot read the resource policies {}", policy.display()))?;
+        crac_shim_proto::policy::Policy::parse(&text)
+            .map_err(|e| anyhow::anyhow!("resource policies {}, {e}", policy.display()))?;
+        vars.push((env::POLICY, policy.into()));
+    }
+    for (on, var) in [
+        (inv.print_resources, env::PRINT_RESOURCES),
+        (inv.engine_options.keep_running, env::KEEP_RUNNING),
+        (inv.engine_options.print_command, env::PRINT_COMMAND),
+    ] {
+        if on {
+            vars.push((var, "1".into()));
         }
-        if inv.print_resources {
-            vars.push((env::PRINT_RESOURCES, "1".into()));
-        }
-        vars.extend([
-            (
-                "LD_PRELOAD",
-                java::preload_with(&agent, std::env::var_os("LD_PRELOAD").as_deref()),
-            ),
-            (env::AGENT, agent.into()),
-            (env::CHECKPOINT_TO, dir.into()),
-            (env::LAUNCHER, me.into()),
-            (env::CRIU, criu.path.into()),
-            (
-                env::CRIU_ARGS,
-                criu_opts().join(&LIST_SEPARATOR.to_string()).into(),
-            ),
-            (env::RUNTIME_DIR, runtime.into()),
-        ]);
-        Ok(vars)
-    })();
-    let vars = match prepared {
-        Ok(vars) => vars,
-        Err(e) => return e,
-    };
-    // The jdk.crac API goes on the boot class path (where the org.crac facade finds it), and
-    // learns where the agent listens (exec keeps our pid, so the JVM's socket is known now).
+    }
+    vars.extend([
+        (
+            "LD_PRELOAD",
+            java::preload_with(&agent, std::env::var_os("LD_PRELOAD").as_deref()),
+        ),
+        (env::AGENT, agent.into()),
+        (env::CHECKPOINT_TO, dir.into()),
+        (env::LAUNCHER, me.into()),
+        (env::CRIU, criu.path.into()),
+        (
+            env::CRIU_ARGS,
+            criu_args(inv).join(&LIST_SEPARATOR.to_string()).into(),
+        ),
+        (env::RUNTIME_DIR, runtime.into()),
+    ]);
+    Ok(vars)
+}
+
+/// java's arguments for a checkpointable JVM with pid `pid`: the jdk.crac API on the boot
+/// class path (where the org.crac facade finds it) and where the agent listens.
+fn java_arguments(inv: &Invocation, pid: u32) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     match api_jar() {
         Some(jar) => {
@@ -168,10 +196,85 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> anyhow::Er
             "crac-java: warning: crac-shim-api.jar is not next to crac-java (run scripts/setup); the jdk.crac API is unavailable"
         ),
     }
-    let socket = socket_path(&paths::runtime_dir().to_string_lossy(), std::process::id());
+    let socket = socket_path(&paths::runtime_dir().to_string_lossy(), pid);
     args.push(format!("-D{SOCKET_PROPERTY}={socket}").into());
     args.extend(inv.java_args.iter().cloned());
-    java::exec(java, &args, &vars)
+    args
+}
+
+/// Starts java with the agent preloaded: an exec, unless -XX:CRaCMinPid asks for a higher pid
+/// than ours (then java runs as our child, which we stand in for, as a restore does).
+fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> Result<Exit> {
+    let vars = agent_environment(dir, inv)?;
+    let min_pid = inv.min_pid.unwrap_or(DEFAULT_MIN_PID);
+    if std::process::id() >= min_pid {
+        return Err(java::exec(
+            java,
+            &java_arguments(inv, std::process::id()),
+            &vars,
+        ));
+    }
+    advance_pid_counter(min_pid);
+    let signals = supervise::take_over_signals();
+    // SAFETY: single-threaded; the child only builds its arguments and execs.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!("cannot fork: {}", std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        let e = java::exec(java, &java_arguments(inv, std::process::id()), &vars);
+        eprintln!("crac-java: {e:#}");
+        std::process::exit(1);
+    }
+    if (child as u32) < min_pid {
+        eprintln!("crac-java: warning: could not reach -XX:CRaCMinPid={min_pid} (the JVM has pid {child}); a restore may need a PID namespace");
+    }
+    loop {
+        match supervise::next_event(&signals, None) {
+            Event::Forward {
+                signal,
+                from_terminal,
+            } => {
+                if !from_terminal {
+                    supervise::send(child, signal);
+                }
+            }
+            Event::Child => {
+                if let Some((_, exit)) = supervise::reap().into_iter().find(|(p, _)| *p == child) {
+                    return Ok(exit);
+                }
+            }
+            Event::Timeout => {}
+        }
+    }
+}
+
+/// CRaC's default: restored JVMs keep clear of the low pids a fresh container hands out.
+const DEFAULT_MIN_PID: u32 = 128;
+
+/// Makes the next fork get a pid of at least `min`: through ns_last_pid when we may write it,
+/// else by forking until the counter passes it (bounded).
+fn advance_pid_counter(min: u32) {
+    if std::fs::write("/proc/sys/kernel/ns_last_pid", (min - 1).to_string()).is_ok() {
+        return;
+    }
+    for _ in 0..min {
+        // SAFETY: the child exits at once without touching anything.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: exiting the child immediately.
+            unsafe { libc::_exit(0) };
+        }
+        if pid < 0 {
+            return;
+        }
+        let mut status = 0;
+        // SAFETY: reaping the child we just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        if pid as u32 >= min - 1 {
+            return;
+        }
+    }
 }
 
 /// The compiled jdk.crac API, next to crac-java or in ../lib/crac-shim.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod criu;
 pub mod doc;
 pub mod dump;
+pub mod engine;
 pub mod image;
 pub mod java;
 pub mod jcmd;

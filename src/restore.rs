@@ -18,6 +18,8 @@ pub struct Request {
     pub properties: Vec<String>,
     pub criu: Criu,
     pub criu_args: Vec<String>,
+    /// Print CRIU's command line on stderr (CRaCEngineOptions print_command).
+    pub print_command: bool,
 }
 
 /// How long to wait for the checkpointed JVM's zombie to be reaped by its parent.
@@ -161,6 +163,9 @@ fn attempt(
     let mut extra = image.meta.restore_args.clone();
     extra.extend(req.criu_args.iter().cloned());
     let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &extra);
+    if req.print_command {
+        eprintln!("crac-java: {} {}", req.criu.path.display(), args.join(" "));
+    }
 
     let stdio_flags = StdioFlags::save(&stdio);
     let restored = Restored {

@@ -22,6 +22,7 @@ use nix::sys::socket::{
 use std::ffi::CString;
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 pub enum Outcome {
@@ -32,6 +33,29 @@ pub enum Outcome {
     /// This is a restored copy; the launcher's greeting says what changed (its pid as `ps`
     /// shows it, properties from the restore command line, when the restore started).
     Restored(Message),
+}
+
+/// Checkpoints so far in this JVM's life (a restored copy goes on counting): CRaC's %g.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Set by `crac-jcmd PID JDK.checkpoint keep_running=true` for the next checkpoint only.
+pub static KEEP_RUNNING_ONCE: AtomicBool = AtomicBool::new(false);
+
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: b is writable for its length.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// One checkpoint at a time, whoever asks.
@@ -181,9 +205,22 @@ fn dump_prepared(
         SockFlag::SOCK_CLOEXEC,
     )?;
     let places = placeholders()?;
+    let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    let dir = crac_shim_proto::expand_placeholders(
+        &config.checkpoint_to,
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        &random_uuid(),
+        generation,
+    );
+    let keep_running = config.keep_running || KEEP_RUNNING_ONCE.swap(false, Ordering::AcqRel);
     let mut dump = Message::new(kind::DUMP)
         .with("pid", std::process::id())
-        .with("dir", &config.checkpoint_to)
+        .with("dir", dir)
+        .with("keep_running", keep_running)
+        .with("print_command", config.print_command)
         .with("criu", &config.criu)
         .with("channel", fd_key(agent_end.as_fd())?)
         .with(

@@ -13,6 +13,10 @@ pub struct Config {
     pub policy_file: Option<String>,
     /// `-XX:+CRaCPrintResourcesOnCheckpoint`.
     pub print_resources: bool,
+    /// `-XX:CRaCEngineOptions=keep_running=true`.
+    pub keep_running: bool,
+    /// `-XX:CRaCEngineOptions=print_command=true`.
+    pub print_command: bool,
 }
 
 /// Reads the configuration and removes every trace of the agent from the environment.
@@ -30,6 +34,8 @@ pub fn capture_and_scrub() -> Option<Config> {
         runtime_dir: get(env::RUNTIME_DIR)?,
         policy_file: get(env::POLICY),
         print_resources: get(env::PRINT_RESOURCES).is_some(),
+        keep_running: get(env::KEEP_RUNNING).is_some(),
+        print_command: get(env::PRINT_COMMAND).is_some(),
     };
     let agent = get(env::AGENT);
     // Runs in the loader's constructor: no other thread exists yet, so changing the

@@ -40,7 +40,10 @@ fn run(config: Config) {
     let mut pid = std::process::id();
     loop {
         let path = socket_path(&config.runtime_dir, pid);
-        let listener = match bind(&config.runtime_dir, &path) {
+        // In a private PID namespace (a restored copy) /proc shows only our namespace: every
+        // other JVM would look dead there, so leave the sweeping to others.
+        let sees_all_pids = pid == std::process::id();
+        let listener = match bind(&config.runtime_dir, &path, sees_all_pids) {
             Ok(l) => l,
             Err(e) => {
                 warn(&format!(
@@ -55,7 +58,7 @@ fn run(config: Config) {
 
 /// Creates the private runtime directory (or checks that an existing one is ours and
 /// private) and binds the socket in it.
-fn bind(dir: &str, path: &str) -> std::io::Result<UnixListener> {
+fn bind(dir: &str, path: &str, sweep: bool) -> std::io::Result<UnixListener> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
@@ -69,7 +72,9 @@ fn bind(dir: &str, path: &str) -> std::io::Result<UnixListener> {
             "{dir} is not a private directory owned by uid {uid} (remove it or fix its mode to 0700)"
         )));
     }
-    sweep_stale_sockets(dir);
+    if sweep {
+        sweep_stale_sockets(dir);
+    }
     // A socket left at our name by a killed JVM whose pid we now have.
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
@@ -110,7 +115,10 @@ static REMOVE_SOCKET_AT_EXIT: extern "C" fn() = remove_socket_at_exit;
 
 /// A `crac-jcmd` connection waiting for a checkpoint that Java code is preparing: handed to
 /// the dump helper by whichever checkpoint comes next, or answered by the jcmd worker.
-static PENDING_JCMD: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+/// Each waiting connection carries the number of the request it came with, so that a worker
+/// finishing late never answers a newer request.
+static PENDING_JCMD: std::sync::Mutex<Option<(u64, OwnedFd)>> = std::sync::Mutex::new(None);
+static JCMD_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Answers clients until a checkpoint ends this incarnation; returns the pid to listen as.
 fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
@@ -127,7 +135,10 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
                 let _ = stream
                     .write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
             }
-            Ok(Request::Checkpoint) => {
+            Ok(request @ (Request::Checkpoint | Request::CheckpointKeepRunning)) => {
+                if request == Request::CheckpointKeepRunning {
+                    checkpoint::KEEP_RUNNING_ONCE.store(true, std::sync::atomic::Ordering::Release);
+                }
                 if crate::jni::api_available() {
                     // The Java notifications run first, on a thread of their own; they come
                     // back on this socket with checkpoint-java.
@@ -139,17 +150,38 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
                 return next_pid(checkpoint::run(config, Some(stream.into())), pid);
             }
             Ok(Request::CheckpointFromJava) => {
+                let Some(answer_pipe) = hand_java_a_pipe(stream) else {
+                    continue;
+                };
                 drop(listener);
                 let _ = std::fs::remove_file(path);
-                let jcmd = PENDING_JCMD.lock().ok().and_then(|mut p| p.take());
+                let jcmd = PENDING_JCMD
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.take())
+                    .map(|(_, fd)| fd);
                 let outcome = checkpoint::run(config, jcmd);
                 let answer = answer_for_java(&outcome, &config.runtime_dir);
-                let _ = stream.write_all(&answer);
+                let _ = std::fs::File::from(answer_pipe).write_all(&answer);
                 return next_pid(outcome, pid);
             }
         }
     }
     pid
+}
+
+/// Java gets its answer through a pipe rather than this connection: an accepted socket bears
+/// the listener's name, and CRIU re-binding that name in a restored copy would delete the
+/// socket file of whichever JVM owns it then. Java opens `/proc/self/fd/N` for the read end
+/// and says so; then the connection closes and only the (unnamed) pipe goes into the image.
+fn hand_java_a_pipe(mut stream: UnixStream) -> Option<OwnedFd> {
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    stream
+        .write_all(format!("pipe {}\n", std::os::fd::AsRawFd::as_raw_fd(&read_end)).as_bytes())
+        .ok()?;
+    let mut ack = [0u8; 3];
+    std::io::Read::read_exact(&mut stream, &mut ack).ok()?;
+    (&ack == b"ok\n").then_some(write_end)
 }
 
 fn next_pid(outcome: Outcome, pid: u32) -> u32 {
@@ -190,16 +222,24 @@ fn answer_for_java(outcome: &Outcome, runtime_dir: &str) -> Vec<u8> {
 }
 
 fn start_jcmd_worker(stream: UnixStream) {
+    let id = JCMD_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     if let Ok(mut pending) = PENDING_JCMD.lock() {
-        *pending = Some(stream.into());
+        *pending = Some((id, stream.into()));
     }
     let spawned = std::thread::Builder::new()
         .name("crac-shim-jcmd".into())
-        .spawn(|| {
+        .spawn(move || {
             block_signals();
             let result = crate::jni::checkpoint_from_agent();
             // Still ours if no dump took it: answer crac-jcmd here.
-            let Some(client) = PENDING_JCMD.lock().ok().and_then(|mut p| p.take()) else {
+            let mine = PENDING_JCMD.lock().ok().and_then(|mut p| match p.take() {
+                Some((pending_id, fd)) if pending_id == id => Some(fd),
+                other => {
+                    *p = other;
+                    None
+                }
+            });
+            let Some(client) = mine else {
                 return;
             };
             let text = match result {

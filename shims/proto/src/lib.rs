@@ -27,8 +27,12 @@ pub mod env {
     pub const POLICY: &str = "CRAC_SHIM_POLICY";
     /// Set to print every descriptor with its verdict at checkpoint.
     pub const PRINT_RESOURCES: &str = "CRAC_SHIM_PRINT_RESOURCES";
+    /// Set to keep the JVM running after each checkpoint.
+    pub const KEEP_RUNNING: &str = "CRAC_SHIM_KEEP_RUNNING";
+    /// Set to print CRIU's command lines.
+    pub const PRINT_COMMAND: &str = "CRAC_SHIM_PRINT_COMMAND";
     /// Every variable above, for scrubbing.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 10] = [
         CHECKPOINT_TO,
         LAUNCHER,
         CRIU,
@@ -37,6 +41,8 @@ pub mod env {
         RUNTIME_DIR,
         POLICY,
         PRINT_RESOURCES,
+        KEEP_RUNNING,
+        PRINT_COMMAND,
     ];
 }
 
@@ -72,11 +78,45 @@ pub fn socket_path(runtime_dir: &str, pid: u32) -> String {
     format!("{runtime_dir}/{pid}.sock")
 }
 
+/// Expands CRaC's placeholders in a checkpoint directory: %p pid, %t time (seconds since the
+/// epoch), %u a random UUID, %g generation (1 for the first checkpoint), %% a percent sign.
+pub fn expand_placeholders(
+    template: &str,
+    pid: u32,
+    time: u64,
+    uuid: &str,
+    generation: u32,
+) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('p') => out.push_str(&pid.to_string()),
+            Some('t') => out.push_str(&time.to_string()),
+            Some('u') => out.push_str(uuid),
+            Some('g') => out.push_str(&generation.to_string()),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
 /// A request on the control socket: one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Checkpoint now (what `jcmd <pid> JDK.checkpoint` does).
     Checkpoint,
+    /// Checkpoint now and keep running afterwards (this once).
+    CheckpointKeepRunning,
     /// Checkpoint for `jdk.crac.Core.checkpointRestore()` in this very JVM: the answer is a
     /// [`Message`] followed by an empty line, sent after the dump failed, or in the restored
     /// JVM (the connection is inside the process, so it is part of the image).
@@ -89,6 +129,7 @@ impl Request {
     pub fn encode(&self) -> &'static str {
         match self {
             Request::Checkpoint => "checkpoint\n",
+            Request::CheckpointKeepRunning => "checkpoint keep_running\n",
             Request::CheckpointFromJava => "checkpoint-java\n",
             Request::Describe => "describe\n",
         }
@@ -98,6 +139,7 @@ impl Request {
         let line = std::str::from_utf8(line).map_err(|_| DecodeError::NotUtf8)?;
         match line.trim_end_matches(['\n', '\r']) {
             "checkpoint" => Ok(Request::Checkpoint),
+            "checkpoint keep_running" => Ok(Request::CheckpointKeepRunning),
             "checkpoint-java" => Ok(Request::CheckpointFromJava),
             "describe" => Ok(Request::Describe),
             other => Err(DecodeError::UnknownRequest(truncate(other, 40).to_string())),

@@ -51,11 +51,30 @@ public final class AgentLink {
         }
         trimHeap();
         String answer;
-        try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
-            channel.write(ByteBuffer.wrap("checkpoint-java\n".getBytes(StandardCharsets.UTF_8)));
-            answer = readAnswer(channel);
-        } catch (IOException e) {
+        java.io.FileInputStream pipe = null;
+        try {
+            // The agent answers through a pipe of its own, opened here by /proc/self/fd: the
+            // pipe (unlike this connection) goes into the image without a name.
+            try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
+                channel.write(ByteBuffer.wrap("checkpoint-java\n".getBytes(StandardCharsets.UTF_8)));
+                String offer = readLine(channel);
+                if (!offer.startsWith("pipe ")) {
+                    return "unexpected answer from the crac-shim agent: " + offer;
+                }
+                pipe = new java.io.FileInputStream("/proc/self/fd/" + Integer.parseInt(offer.substring(5).trim()));
+                channel.write(ByteBuffer.wrap("ok\n".getBytes(StandardCharsets.UTF_8)));
+            }
+            answer = readAnswer(pipe);
+        } catch (IOException | RuntimeException e) {
             return "cannot reach the crac-shim agent at " + path + ": " + e;
+        } finally {
+            if (pipe != null) {
+                try {
+                    pipe.close();
+                } catch (IOException ignored) {
+                    // nothing to do
+                }
+            }
         }
         String[] lines = answer.split("\n");
         String kind = lines.length > 0 ? lines[0] : "";
@@ -139,16 +158,31 @@ public final class AgentLink {
         return out;
     }
 
-    private static String readAnswer(SocketChannel channel) throws IOException {
+    private static String readLine(SocketChannel channel) throws IOException {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteBuffer buf = ByteBuffer.allocate(4096);
+        ByteBuffer one = ByteBuffer.allocate(1);
+        while (out.size() < 4096) {
+            one.clear();
+            if (channel.read(one) <= 0) {
+                break;
+            }
+            if (one.get(0) == '\n') {
+                break;
+            }
+            out.write(one.get(0));
+        }
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    private static String readAnswer(java.io.InputStream in) throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        byte[] buf = new byte[4096];
         while (out.size() < MAX_ANSWER) {
-            buf.clear();
-            int n = channel.read(buf);
+            int n = in.read(buf);
             if (n < 0) {
                 break;
             }
-            out.write(buf.array(), 0, n);
+            out.write(buf, 0, n);
             String s = out.toString(StandardCharsets.UTF_8);
             if (s.endsWith("\n\n")) {
                 return s.substring(0, s.length() - 2);

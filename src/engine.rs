@@ -1,0 +1,84 @@
+//! `-XX:CRaCEngine` and `-XX:CRaCEngineOptions`: CRaC's way of choosing and tuning CRIU.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    pub criu_location: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub keep_running: bool,
+    pub print_command: bool,
+    pub help: bool,
+}
+
+pub const HELP: &str = "\
+-XX:CRaCEngineOptions=OPTION[,OPTION...] for the CRIU engine:
+  criu_location=PATH   the CRIU binary (4.2 or later)
+  args=ARGS            extra CRIU arguments, separated by spaces
+  keep_running=BOOL    keep the JVM running after the checkpoint (default false)
+  print_command=BOOL   print each CRIU command line on stderr (default false)
+  help                 print this and exit
+";
+
+fn boolean(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("{key} must be true or false, not {v:?}")),
+    }
+}
+
+impl EngineOptions {
+    pub fn parse(spec: &str) -> Result<EngineOptions, String> {
+        let mut o = EngineOptions::default();
+        for item in spec.split(',').filter(|i| !i.is_empty()) {
+            let (k, v) = item.split_once('=').unwrap_or((item, ""));
+            match k {
+                "help" => o.help = true,
+                "criu_location" if !v.is_empty() => o.criu_location = Some(PathBuf::from(v)),
+                "args" => o.args.extend(v.split_whitespace().map(str::to_string)),
+                "keep_running" => o.keep_running = boolean(k, v)?,
+                "print_command" => o.print_command = boolean(k, v)?,
+                _ => {
+                    return Err(format!(
+                        "unknown CRaCEngineOptions entry {item:?} (criu_location, args, keep_running, print_command, help)"
+                    ))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+pub use crac_shim_proto::expand_placeholders as expand;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_options_parse() {
+        let o =
+            EngineOptions::parse("keep_running=true,args=--tcp-close -v4,print_command=1").unwrap();
+        assert!(o.keep_running && o.print_command && !o.help);
+        assert_eq!(o.args, ["--tcp-close", "-v4"]);
+        assert_eq!(
+            EngineOptions::parse("criu_location=/x/criu")
+                .unwrap()
+                .criu_location,
+            Some(PathBuf::from("/x/criu"))
+        );
+        assert!(EngineOptions::parse("help").unwrap().help);
+        assert!(EngineOptions::parse("keep_running=maybe").is_err());
+        assert!(EngineOptions::parse("colour=blue").is_err());
+    }
+
+    #[test]
+    fn placeholders_expand() {
+        assert_eq!(
+            expand("/cp/%p-%g-%t-%u-%%-%x", 42, 7, "u-u", 3),
+            "/cp/42-3-7-u-u-%-%x"
+        );
+        assert_eq!(expand("/plain", 1, 1, "u", 1), "/plain");
+    }
+}

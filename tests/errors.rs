@@ -130,10 +130,13 @@ fn crac_jcmd_on_something_else() {
     c.args(["999999999", "JDK.checkpoint"]);
     one_line_error(&run(c), &["no process"]);
     let mut c = Command::new(CRAC_JCMD);
-    c.args(["abc", "JDK.checkpoint"]);
+    c.args(["NoSuchMainClass", "JDK.checkpoint"]);
+    one_line_error(&run(c), &["no crac-shim JVM runs NoSuchMainClass"]);
+    let mut c = Command::new(CRAC_JCMD);
+    c.args(["--bogus"]);
     let o = run(c);
-    assert_eq!(o.code, Some(2));
-    assert!(o.stderr.contains("not a pid"));
+    assert_eq!(o.code, Some(2), "bad usage");
+    assert!(o.stderr.contains("--bogus") && o.stderr.contains("crac-jcmd --help"));
 }
 
 #[test]

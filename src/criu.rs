@@ -131,9 +131,17 @@ fn xattr_len(path: &Path, name: &str) -> isize {
 }
 
 /// Options shared by dump and restore: the JVM is a job of somebody's shell (not a session
-/// leader), and its control files use locks.
+/// leader), and its control files use locks. CRIU locks the network around any TCP socket it
+/// meets (even a closed one a server has not reaped yet) with iptables by default, which is
+/// often missing; established connections are refused by our policy unless a rule keeps
+/// them, so the lock is skipped.
 fn common_args() -> Vec<String> {
-    vec!["--shell-job".into(), "--file-locks".into()]
+    vec![
+        "--shell-job".into(),
+        "--file-locks".into(),
+        "--network-lock".into(),
+        "skip".into(),
+    ]
 }
 
 /// `criu dump` of the JVM `pid` into `dir`; `external_unix` are the inodes of unix sockets

@@ -228,8 +228,12 @@ fn dump(request: &Message) -> Result<()> {
         eprintln!("crac-shim: {} {}", criu_path.display(), args.join(" "));
     }
     let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
+    // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
+    // libraries, say) is none of its business.
     let status = Command::new(&criu_path)
         .args(&args)
+        .env_remove("LD_PRELOAD")
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -239,7 +243,15 @@ fn dump(request: &Message) -> Result<()> {
         let log_path = staging.join("dump.log");
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         discard_images(&staging);
-        let why = criu::first_error(&log).unwrap_or_else(|| format!("criu exited with {status}"));
+        let output = std::fs::read_to_string(staging.join("criu.out")).unwrap_or_default();
+        let why = criu::first_error(&log)
+            .or_else(|| {
+                output
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().to_string())
+            })
+            .unwrap_or_else(|| format!("criu exited with {status}"));
         bail!("CRIU dump failed: {why} (log: {})", log_path.display());
     }
     let meta = Metadata {

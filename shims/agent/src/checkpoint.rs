@@ -287,13 +287,7 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry]) {
         }
     }
     if tcp_established {
-        // The default network lock (iptables) is not available everywhere.
-        for a in ["--tcp-established", "--network-lock", "skip"] {
-            dump.push("dump_arg", a);
-        }
-        for a in ["--network-lock", "skip"] {
-            dump.push("restore_arg", a);
-        }
+        dump.push("dump_arg", "--tcp-established");
     }
 }
 

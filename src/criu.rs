@@ -76,9 +76,37 @@ pub fn locate(explicit: Option<&Path>) -> Result<Criu> {
     bail!("CRIU not found; {HOW_TO_GET}")
 }
 
+/// `criu --version` costs a few milliseconds of every JVM start: remember the answer per
+/// binary (path, size, mtime) in our private runtime directory.
+fn cached_version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
+    let key = std::fs::metadata(path)
+        .map(|m| format!("{} {} {}", path.display(), m.len(), m.mtime()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = crate::paths::runtime_dir();
+    let cache = dir.join("criu-versions");
+    if let Ok(text) = std::fs::read_to_string(&cache) {
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&key)?.strip_prefix(" = "))
+        {
+            if let Some(parsed) = parse_version(&format!("Version: {v}")) {
+                return Ok((v.to_string(), parsed));
+            }
+        }
+    }
+    let found = version_of(path)?;
+    if crate::paths::ensure_private(&dir).is_ok() {
+        let tmp = dir.join(format!("criu-versions.{}", std::process::id()));
+        if std::fs::write(&tmp, format!("{key} = {}\n", found.0)).is_ok() {
+            let _ = std::fs::rename(&tmp, &cache);
+        }
+    }
+    Ok(found)
+}
+
 fn check(path: &Path) -> Result<Criu, String> {
     let path = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (version, v) = version_of(&path)?;
+    let (version, v) = cached_version_of(&path)?;
     if (v.0, v.1) < MIN_VERSION {
         return Err(format!(
             "CRIU {version} at {} is too old (crac-shim needs {}.{} or later)",

@@ -91,6 +91,10 @@ pub const CRAC_JAVA: Page = Page {
             term: "CRAC_SHIM_RUNTIME_DIR",
             help: "Private directory for control sockets (default /tmp/crac-shim-UID).",
         },
+        Item {
+            term: "CRAC_SHIM_RESTORE_TIMEOUT",
+            help: "Seconds CRIU may take to restore before it is stopped (default 300).",
+        },
     ],
     exit_status: &[
         Item { term: "passthrough", help: "java's own exit status (crac-java is replaced by java)." },

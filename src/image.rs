@@ -273,6 +273,7 @@ fn parse_entry(buf: &[u8], ids: &mut Vec<u32>) -> Result<(), String> {
 /// an image: ours, and empty or an earlier image.
 pub fn prepare_target(dir: &Path) -> Result<()> {
     let shown = dir.display();
+    refuse_foreign_ancestors(dir)?;
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
@@ -305,6 +306,36 @@ pub fn prepare_target(dir: &Path) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// An image holds the whole heap: it must not land, through a symlink or otherwise, in a
+/// directory that belongs to somebody else. Every existing directory on the (resolved) way to
+/// `dir` must be ours or root's.
+fn refuse_foreign_ancestors(dir: &Path) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) => existing = p,
+            None => return Ok(()),
+        }
+    }
+    let real = std::fs::canonicalize(existing)
+        .with_context(|| format!("cannot resolve {}", existing.display()))?;
+    let mut walked = PathBuf::from("/");
+    for part in real.components().skip(1) {
+        walked.push(part);
+        let owner = std::fs::metadata(&walked).map(|m| m.uid()).unwrap_or(0);
+        if owner != euid && owner != 0 {
+            bail!(
+                "{} leads into {}, which belongs to uid {owner}: refusing to write an image (the whole heap) there",
+                dir.display(),
+                walked.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The scratch directory a dump goes to before it replaces `dir`.

@@ -2,7 +2,7 @@
 
 use crate::doc;
 use anyhow::{bail, Context, Result};
-use crac_shim_proto::{default_runtime_dir, parse_exit_line, socket_path, Request};
+use crac_shim_proto::{default_runtime_dir, parse_exit_line, socket_path, Request, BUSY};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -178,7 +178,24 @@ fn send(pid: u32, request: Request) -> Result<i32> {
         bail!("no process with pid {pid}");
     };
     let path = socket_path(&dir.to_string_lossy(), pid);
-    let mut stream = match connect(pid, &path) {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    loop {
+        match exchange(pid, &path, &request)? {
+            Some(code) => return Ok(code),
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => bail!(
+                "{pid} stayed busy with another checkpoint for {} s",
+                BUSY_WAIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// One request: `None` when the JVM is busy with another checkpoint (ask again).
+fn exchange(pid: u32, path: &str, request: &Request) -> Result<Option<i32>> {
+    let mut stream = match connect(pid, path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             bail!("permission denied on {path}: only the JVM's owner (or root) may control it")
@@ -190,12 +207,19 @@ fn send(pid: u32, request: Request) -> Result<i32> {
     stream
         .write_all(request.encode().as_bytes())
         .context("cannot send the request")?;
+    let mut lines = BufReader::new(stream).lines();
+    let first = match lines.next() {
+        Some(line) => line.context("the JVM's answer broke off")?,
+        None => bail!("the JVM closed the connection without an answer"),
+    };
+    if format!("{first}\n") == BUSY {
+        return Ok(None);
+    }
     println!("{pid}:");
-    let reader = BufReader::new(stream);
-    for line in reader.lines() {
+    for line in std::iter::once(Ok(first)).chain(lines) {
         let line = line.context("the JVM's answer broke off")?;
         if let Some(code) = parse_exit_line(&line) {
-            return Ok(code);
+            return Ok(Some(code));
         }
         println!("{line}");
     }

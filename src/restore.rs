@@ -22,6 +22,15 @@ pub struct Request {
     pub print_command: bool,
 }
 
+/// How long CRIU may take to restore (CRAC_SHIM_RESTORE_TIMEOUT seconds, default 300).
+fn restore_timeout() -> Duration {
+    let secs = std::env::var("CRAC_SHIM_RESTORE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    Duration::from_secs(secs)
+}
+
 /// How long to wait for the checkpointed JVM's zombie to be reaped by its parent.
 const ZOMBIE_WAIT: Duration = Duration::from_secs(5);
 
@@ -161,6 +170,12 @@ fn attempt(
         .collect();
     inherit.push((theirs.as_raw_fd(), image.meta.channel.clone()));
     let mut extra = image.meta.restore_args.clone();
+    // A server often holds TCP sockets its peers already closed (not yet reaped): CRIU wants
+    // to be told what to do with them; closed they were, closed they come back. Connections
+    // a policy keeps bring --tcp-established instead.
+    if !extra.iter().any(|a| a == "--tcp-established") {
+        extra.push("--tcp-close".into());
+    }
     extra.extend(req.criu_args.iter().cloned());
     let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &extra);
     if req.print_command {
@@ -315,9 +330,17 @@ impl Restored<'_> {
         signals: &libc::sigset_t,
         mut report: Option<std::fs::File>,
     ) -> Result<Exit> {
-        let criu_child = Command::new(&criu.path)
-            .args(args)
-            .stdout(Stdio::inherit())
+        let mut command = Command::new(&criu.path);
+        command.args(args).stdout(Stdio::inherit());
+        // SAFETY: prctl is async-signal-safe; CRIU should not outlive us (a killed launcher
+        // must not leave a restore half done).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let criu_child = command
             .spawn()
             .with_context(|| format!("cannot run {}", criu.path.display()))?;
         drop(theirs);
@@ -325,8 +348,24 @@ impl Restored<'_> {
         let app_pid = self.image.meta.pid as libc::pid_t;
         let mut app_running = false;
         let mut pending: Vec<libc::c_int> = Vec::new();
+        let deadline = Instant::now() + restore_timeout();
         loop {
-            match supervise::next_event(signals, None) {
+            let wait = (!app_running).then(|| deadline.saturating_duration_since(Instant::now()));
+            match supervise::next_event(signals, wait) {
+                Event::Timeout if !app_running && Instant::now() >= deadline => {
+                    // CRIU hangs on some damaged images: end it and what it started (the
+                    // half-restored root is our child, -S).
+                    for p in supervise::descendants(std::process::id()).into_iter().rev() {
+                        supervise::send(p as libc::pid_t, libc::SIGKILL);
+                    }
+                    supervise::reap_all_blocking();
+                    bail!(
+                        "CRIU did not finish restoring {} within {} s (damaged image?); stopped it (log: {}; the image is unchanged)",
+                        self.image.dir.display(),
+                        restore_timeout().as_secs(),
+                        self.work.join("restore.log").display()
+                    );
+                }
                 Event::Timeout => {}
                 Event::Forward {
                     signal,

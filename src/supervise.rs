@@ -147,6 +147,29 @@ pub fn reap() -> Vec<(libc::pid_t, Exit)> {
     }
 }
 
+/// Every process below `pid`, children before grandchildren.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for t in tasks {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                found.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    found
+}
+
 /// Waits for every remaining child to end.
 pub fn reap_all_blocking() {
     loop {

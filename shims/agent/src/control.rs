@@ -3,7 +3,7 @@
 use crate::checkpoint::{self, Outcome};
 use crate::config::Config;
 use crate::sys::warn;
-use crac_shim_proto::{exit_line, socket_path, Message, Request};
+use crac_shim_proto::{exit_line, socket_path, Message, Request, BUSY};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -119,6 +119,9 @@ static REMOVE_SOCKET_AT_EXIT: extern "C" fn() = remove_socket_at_exit;
 /// finishing late never answers a newer request.
 static PENDING_JCMD: std::sync::Mutex<Option<(u64, OwnedFd)>> = std::sync::Mutex::new(None);
 static JCMD_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static JCMD_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// A crac-jcmd checkpoint is being prepared by Java code (see BUSY).
+static JCMD_BUSY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Answers clients until a checkpoint ends this incarnation; returns the pid to listen as.
 fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
@@ -138,6 +141,12 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
             Ok(request @ (Request::Checkpoint | Request::CheckpointKeepRunning)) => {
                 if request == Request::CheckpointKeepRunning {
                     checkpoint::KEEP_RUNNING_ONCE.store(true, std::sync::atomic::Ordering::Release);
+                }
+                if JCMD_BUSY.load(std::sync::atomic::Ordering::Acquire) {
+                    // Not kept waiting in here: a connection to another process in the JVM
+                    // would spoil the checkpoint under way. crac-jcmd asks again.
+                    let _ = stream.write_all(BUSY.as_bytes());
+                    continue;
                 }
                 if crate::jni::api_available() {
                     // The Java notifications run first, on a thread of their own; they come
@@ -223,14 +232,18 @@ fn answer_for_java(outcome: &Outcome, runtime_dir: &str) -> Vec<u8> {
 
 fn start_jcmd_worker(stream: UnixStream) {
     let id = JCMD_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    if let Ok(mut pending) = PENDING_JCMD.lock() {
-        *pending = Some((id, stream.into()));
-    }
+    JCMD_BUSY.store(true, std::sync::atomic::Ordering::Release);
     let spawned = std::thread::Builder::new()
         .name("crac-shim-jcmd".into())
         .spawn(move || {
             block_signals();
+            // Requests that arrive together are served one after the other.
+            let _in_turn = JCMD_TURN.lock().unwrap_or_else(|p| p.into_inner());
+            if let Ok(mut pending) = PENDING_JCMD.lock() {
+                *pending = Some((id, stream.into()));
+            }
             let result = crate::jni::checkpoint_from_agent();
+            JCMD_BUSY.store(false, std::sync::atomic::Ordering::Release);
             // Still ours if no dump took it: answer crac-jcmd here.
             let mine = PENDING_JCMD.lock().ok().and_then(|mut p| match p.take() {
                 Some((pending_id, fd)) if pending_id == id => Some(fd),

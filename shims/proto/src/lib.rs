@@ -147,6 +147,9 @@ impl Request {
     }
 }
 
+/// The whole answer to a checkpoint request while another one is under way: ask again.
+pub const BUSY: &str = "busy\n";
+
 /// The last line of every answer on the control socket: `exit N`, the status `crac-jcmd`
 /// exits with. Lines before it are printed as they are.
 pub fn exit_line(code: i32) -> String {
@@ -271,7 +274,8 @@ impl Message {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
-        let mut lines = text.lines();
+        // Split on \n only: a value may end in \r, which str::lines would drop.
+        let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
         let kind = lines.next().ok_or(DecodeError::Empty)?;
         if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
             return Err(DecodeError::BadKind);

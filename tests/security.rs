@@ -1,0 +1,269 @@
+//! Who may checkpoint, images as secrets, and faults that must leave everything as it was.
+
+mod support;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use support::*;
+
+fn as_nobody(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program);
+    c
+}
+
+#[test]
+fn another_user_cannot_control_the_jvm() {
+    require_checkpoint!();
+    let tmp = TempDir::new("otheruser");
+    let mut app = start_checkpointable(&tmp.join("image"), "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let dir = std::fs::metadata("/tmp/crac-shim-0").unwrap();
+    assert_eq!(
+        dir.mode() & 0o777,
+        0o700,
+        "the runtime directory is private"
+    );
+    let sock = std::fs::metadata(format!("/tmp/crac-shim-0/{}.sock", app.pid)).unwrap();
+    assert_eq!(sock.mode() & 0o777, 0o600);
+
+    let mut c = as_nobody(CRAC_JCMD);
+    c.env("CRAC_SHIM_RUNTIME_DIR", "/tmp/crac-shim-0")
+        .args([&app.pid.to_string(), "JDK.checkpoint"]);
+    let o = run(c);
+    assert_eq!(o.code, Some(1));
+    assert!(
+        o.stderr.contains("permission denied") && o.stderr.contains("owner"),
+        "{}",
+        o.stderr
+    );
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the JVM unaffected", |l| tick(l).is_some_and(|t| t > n + 2));
+    checkpoint_ok(app.pid);
+    app.wait();
+}
+
+#[test]
+fn a_runtime_directory_planted_by_someone_else_is_refused() {
+    require_checkpoint!();
+    let tmp = TempDir::new("planted");
+    let planted = tmp.join("run");
+    std::fs::create_dir(&planted).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    let mut c = crac_java();
+    c.env("CRAC_SHIM_RUNTIME_DIR", &planted)
+        .arg(format!(
+            "-XX:CRaCCheckpointTo={}",
+            tmp.join("image").display()
+        ))
+        .arg("-cp")
+        .arg(classes())
+        .arg("Args");
+    let o = run(c);
+    assert_eq!(o.code, Some(1));
+    assert!(
+        o.stderr.contains("must be a directory owned by you"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn images_of_others_or_writable_by_others_are_refused() {
+    require_checkpoint!();
+    let tmp = TempDir::new("foreign");
+    let image = tmp.join("image");
+    ticker_image(&image, &[], 1);
+    let restore_cmd = || {
+        let mut c = crac_java();
+        c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+        c
+    };
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run(restore_cmd());
+    assert_eq!(o.code, Some(1));
+    assert!(o.stderr.contains("writable by others"), "{}", o.stderr);
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // An image of another user, restored by that other user... is refused to us as well.
+    std::os::unix::fs::chown(&image, Some(65534), Some(65534)).unwrap();
+    let mut c = as_nobody(CRAC_JAVA);
+    c.env("CRAC_SHIM_RUNTIME_DIR", tmp.join("nobody-run"));
+    std::os::unix::fs::chown(tmp.path(), Some(65534), Some(65534)).unwrap();
+    c.env("CRAC_CRIU_PATH", bin_dir().join("criu"))
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    std::os::unix::fs::chown(tmp.path(), Some(0), Some(0)).unwrap();
+}
+
+#[test]
+fn checkpoint_to_never_follows_a_symlink_into_someone_elses_directory() {
+    require_checkpoint!();
+    let tmp = TempDir::new("symlink");
+    let victim = tmp.join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::os::unix::fs::chown(&victim, Some(65534), Some(65534)).unwrap();
+    let link = tmp.join("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    for dir in [link.clone(), link.join("cp")] {
+        let mut c = crac_java();
+        c.arg(format!("-XX:CRaCCheckpointTo={}", dir.display()))
+            .arg("-cp")
+            .arg(classes())
+            .arg("Args");
+        let o = run(c);
+        assert_eq!(o.code, Some(1), "{}: {}", dir.display(), o.stderr);
+        assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    }
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "nothing written into the victim's directory"
+    );
+}
+
+#[test]
+fn garbage_and_silence_on_the_control_socket_leave_the_jvm_alone() {
+    require_checkpoint!();
+    use std::io::{Read, Write};
+    let tmp = TempDir::new("garbage");
+    let mut app = start_checkpointable(&tmp.join("image"), "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let path = format!("/tmp/crac-shim-0/{}.sock", app.pid);
+    for junk in [
+        &b"\xff\xfe\x00garbage\n"[..],
+        &[b'x'; 100_000][..],
+        b"rm -rf /\n",
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let _ = s.write_all(junk);
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.contains("exit 1"), "{answer:?}");
+    }
+    // A client that connects and never sends is dropped after a timeout; others wait.
+    let _silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
+    app.wait();
+}
+
+#[test]
+fn two_checkpoint_requests_at_once_run_one_after_the_other() {
+    require_checkpoint!();
+    let tmp = TempDir::new("twice");
+    let mut cmd = crac_java();
+    cmd.arg("-XX:CRaCEngineOptions=keep_running=true");
+    let app = start_checkpointable_with(cmd, &tmp.join("cp-%g"), "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let pid = app.pid;
+    let a = std::thread::spawn(move || checkpoint(pid));
+    let b = std::thread::spawn(move || checkpoint(pid));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(
+        (a.code, b.code),
+        (Some(0), Some(0)),
+        "{} {} / {} {}",
+        a.stdout,
+        a.stderr,
+        b.stdout,
+        b.stderr
+    );
+    assert!(tmp.join("cp-1/crac-shim.meta").is_file() && tmp.join("cp-2/crac-shim.meta").is_file());
+}
+
+#[test]
+fn a_full_disk_during_the_dump_leaves_the_app_and_the_old_image_intact() {
+    require_checkpoint!();
+    let tmp = TempDir::new("full");
+    let small = tmp.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    skip_unless!(st.success(), "cannot mount a small tmpfs here");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    // An earlier, good image that must survive.
+    let image = small.join("image");
+    std::fs::create_dir(&image).unwrap();
+    std::fs::write(image.join("crac-shim.meta"), "format=1\n").unwrap();
+
+    let app = start_checkpointable(&image, "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(o.stdout.contains("CRIU dump failed"), "{}", o.stdout);
+    assert_eq!(
+        std::fs::read_to_string(image.join("crac-shim.meta")).unwrap(),
+        "format=1\n",
+        "the old image stays"
+    );
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the app going on", |l| tick(l).is_some_and(|t| t > n + 2));
+    assert!(alive(app.pid));
+    drop(app);
+}
+
+#[test]
+fn a_killed_restore_leaves_no_process_behind() {
+    require_checkpoint!();
+    let tmp = TempDir::new("killedrestore");
+    let image = tmp.join("image");
+    ticker_image(&image, &[], 1);
+    let mut restored = restore(&image);
+    restored.out.wait_for("a tick", |l| tick(l).is_some());
+    let below = restored.descendants();
+    restored.signal(libc::SIGTERM);
+    restored.wait();
+    for p in below {
+        wait_gone(p);
+    }
+    // A corrupted pages file: CRIU fails, one line, nothing left running.
+    let pages = std::fs::read_dir(&image)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pages-")
+        })
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap();
+    f.set_len(4096).unwrap();
+    // CRIU never finishes with this one: the launcher's watchdog ends it.
+    let mut c = crac_java();
+    c.env("CRAC_SHIM_RESTORE_TIMEOUT", "3")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let mut p = Proc::spawn(c);
+    let status = p.wait();
+    assert_eq!(status.code(), Some(1));
+    let err = p.err.all();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(err[0].contains("did not finish restoring"), "{err:?}");
+    assert!(p.descendants().is_empty());
+    // A missing pages file: CRIU fails at once, one line, nothing left running.
+    std::fs::remove_file(&pages).unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains("CRIU restore of"), "{}", o.stderr);
+}

@@ -274,6 +274,9 @@ impl Message {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
+        if text.is_empty() {
+            return Err(DecodeError::Empty);
+        }
         // Split on \n only: a value may end in \r, which str::lines would drop.
         let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
         let kind = lines.next().ok_or(DecodeError::Empty)?;

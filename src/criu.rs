@@ -190,6 +190,9 @@ pub fn dump_args(
     ];
     a.extend(["-o".into(), log.into(), "-v4".into()]);
     a.extend(common_args());
+    // A server under load has connections in its accept queue at any moment: they are
+    // dropped (the clients retry) rather than failing the dump.
+    a.push("--skip-in-flight".into());
     for ino in external_unix {
         a.push("--external".into());
         a.push(format!("unix[{ino}]"));

@@ -260,3 +260,34 @@ fn restored_copies_get_the_restoring_environment_and_fresh_randomness() {
         assert_ne!(a, b, "two restored copies produced the same {what}value");
     }
 }
+
+#[test]
+fn concurrent_callers_each_get_their_own_checkpoint() {
+    require_api!();
+    let tmp = TempDir::new("concurrentapi");
+    let mut cmd = crac_java();
+    cmd.arg("-XX:CRaCEngineOptions=keep_running=true");
+    let app = start_checkpointable_with(cmd, &tmp.join("cp-%g"), "Api", &["concurrent"]);
+    app.out.wait_for("both callers", |l| l == "done");
+    let out = app.out.snapshot();
+    assert!(
+        out.contains(&"caller one returned".to_string())
+            && out.contains(&"caller two returned".to_string()),
+        "{out:?}"
+    );
+    // One after the other: notifications never interleave.
+    let notes: Vec<&String> = out
+        .iter()
+        .filter(|l| l.starts_with("before") || l.starts_with("after"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "before a",
+            "after a prop=null",
+            "before a",
+            "after a prop=null"
+        ]
+    );
+    assert!(tmp.join("cp-1/crac-shim.meta").is_file() && tmp.join("cp-2/crac-shim.meta").is_file());
+}

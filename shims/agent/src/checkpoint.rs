@@ -171,7 +171,7 @@ fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result
         return Ok(refuse(client, refused.join("\n")));
     }
     let prepared = scan::prepare(&entries)?;
-    let outcome = dump_prepared(config, client, &entries);
+    let outcome = dump_prepared(config, client, &entries, &policy);
     let failed = scan::reopen(&prepared);
     if !failed.is_empty() {
         warn(&format!(
@@ -197,6 +197,7 @@ fn dump_prepared(
     config: &Config,
     client: Option<OwnedFd>,
     entries: &[scan::Entry],
+    policy: &Policy,
 ) -> std::io::Result<Outcome> {
     let (agent_end, helper_end) = socketpair(
         AddressFamily::Unix,
@@ -230,7 +231,7 @@ fn dump_prepared(
     for (name, fd) in ["stdin", "stdout", "stderr"].iter().zip(&places.installed) {
         dump.push(name, fd_key(fd.as_fd())?);
     }
-    describe_for_restore(&mut dump, entries);
+    describe_for_restore(&mut dump, entries, policy);
     if !config.criu_args.is_empty() {
         dump.push(
             "criu_args",
@@ -260,8 +261,24 @@ fn dump_prepared(
 }
 
 /// What the restore must check or prepare, and the CRIU options some descriptors need.
-fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry]) {
+fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Policy) {
+    // A server under load accepts connections between the scan and CRIU's freeze: when the
+    // policy lets connections through, CRIU must be ready for ones the scan never saw.
     let mut tcp_established = false;
+    for rule in &policy.rules {
+        let about_connections = matches!(rule.kind.as_deref(), Some("socket" | "connected-tcp"));
+        match rule.action {
+            Some(Action::Close) if about_connections => {
+                tcp_established = true;
+                dump.push("restore_arg", "--tcp-close");
+            }
+            Some(Action::Keep) if about_connections => {
+                tcp_established = true;
+                dump.push("restore_arg", "--tcp-established");
+            }
+            _ => {}
+        }
+    }
     for e in entries {
         match (e.class, e.action) {
             (Class::ReadFile, Action::Keep) => {

@@ -272,6 +272,9 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
     let mut reopen = Vec::new();
     for e in entries {
         let (stand_in, at_end) = match e.action {
+            // Connections are closed by CRIU itself at restore (--tcp-close): the program
+            // keeps a socket that reports the peer gone, and closes it as it would.
+            Action::Close if e.class == Class::ConnectedTcp => continue,
             Action::Close => (
                 std::fs::OpenOptions::new()
                     .read(true)

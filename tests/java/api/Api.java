@@ -82,6 +82,26 @@ public class Api {
                     }
                 });
                 break;
+            case "concurrent": {
+                register(new Named("a", false, false));
+                Runnable call = () -> {
+                    try {
+                        Core.checkpointRestore();
+                        System.out.println("caller " + Thread.currentThread().getName() + " returned");
+                    } catch (Exception e) {
+                        System.out.println("caller " + Thread.currentThread().getName() + " failed " + e);
+                    }
+                };
+                Thread t1 = new Thread(call, "one");
+                Thread t2 = new Thread(call, "two");
+                t1.start();
+                t2.start();
+                t1.join();
+                t2.join();
+                System.out.println("done");
+                Thread.sleep(100_000);
+                return;
+            }
             case "jcmd":
                 register(new Named("a", false, false));
                 for (int i = 1; ; i++) {

@@ -122,40 +122,76 @@ fn check(path: &Path) -> Result<Criu, String> {
 /// CRIU binary with file capabilities.
 pub fn check_privilege(criu: &Criu) -> Result<()> {
     use caps::{CapSet, Capability};
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        let has_file_caps = xattr_len(&criu.path, "security.capability") > 0;
-        if !has_file_caps {
-            bail!(
-                "not enough privilege: CRIU needs root, or CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE on its binary (as root: setcap cap_checkpoint_restore,cap_sys_ptrace+eip {})",
-                criu.path.display()
-            );
+    if !rootless() {
+        let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
+        for needed in [
+            Capability::CAP_SYS_ADMIN,
+            Capability::CAP_SYS_PTRACE,
+            Capability::CAP_CHECKPOINT_RESTORE,
+        ] {
+            if !effective.contains(&needed) {
+                bail!("not enough privilege: CRIU needs {needed}, which this process does not have (run as root outside a restricted container, or grant {needed})");
+            }
         }
         return Ok(());
     }
-    let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
-    for needed in [
-        Capability::CAP_SYS_ADMIN,
-        Capability::CAP_SYS_PTRACE,
-        Capability::CAP_CHECKPOINT_RESTORE,
+    // Rootless: CRIU's --unprivileged mode, with capabilities on the CRIU binary itself.
+    let setcap = format!(
+        "as root: setcap cap_checkpoint_restore,cap_sys_ptrace,cap_setpcap+eip {}",
+        criu.path.display()
+    );
+    let file_caps = file_capabilities(&criu.path);
+    let bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
+    for (needed, bit) in [
+        (Capability::CAP_CHECKPOINT_RESTORE, 40),
+        (Capability::CAP_SYS_PTRACE, 19),
     ] {
-        if !effective.contains(&needed) {
-            bail!("not enough privilege: CRIU needs {needed}, which this process does not have (run as root outside a restricted container, or grant {needed})");
+        if file_caps & (1u64 << bit) == 0 {
+            bail!("not enough privilege: as a non-root user CRIU needs {needed} on its binary, which {} lacks ({setcap})", criu.path.display());
+        }
+        if !bounding.contains(&needed) {
+            bail!("not enough privilege: {needed} is not in this process's bounding set, so CRIU cannot get it from its binary; run as root");
         }
     }
     Ok(())
 }
 
-fn xattr_len(path: &Path, name: &str) -> isize {
+/// True when we run CRIU without root: then with --unprivileged.
+pub fn rootless() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() != 0 }
+}
+
+/// The permitted file capabilities of `path` (security.capability, VFS_CAP_REVISION_2/3:
+/// magic, then permitted and inheritable, low 32 bits first then high).
+fn file_capabilities(path: &Path) -> u64 {
+    let mut buf = [0u8; 24];
     let (Ok(p), Ok(n)) = (
         std::ffi::CString::new(path.as_os_str().as_encoded_bytes()),
-        std::ffi::CString::new(name),
+        std::ffi::CString::new("security.capability"),
     ) else {
-        return -1;
+        return 0;
     };
-    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks only for the size.
-    unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) }
+    // SAFETY: both strings are NUL-terminated; buf is writable for its length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 20 {
+        return 0;
+    }
+    let word = |i: usize| {
+        u64::from(u32::from_le_bytes(
+            buf[i..i + 4].try_into().unwrap_or([0; 4]),
+        ))
+    };
+    word(4) | (word(12) << 32)
+}
+
+/// CRIU options for who we are: --unprivileged without root.
+pub fn privilege_args() -> Vec<String> {
+    if rootless() {
+        vec!["--unprivileged".into()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Options shared by dump and restore: the JVM is a job of somebody's shell (not a session

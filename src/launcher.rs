@@ -95,13 +95,15 @@ fn locate_criu(inv: &Invocation) -> Result<Criu> {
     criu::locate(inv.engine_options.criu_location.as_deref().or(engine))
 }
 
-/// `CRAC_CRIU_OPTS` then the engine's `args`, split on spaces.
+/// --unprivileged without root, then `CRAC_CRIU_OPTS` and the engine's `args`, split on spaces.
 fn criu_args(inv: &Invocation) -> Vec<String> {
-    let mut v: Vec<String> = std::env::var("CRAC_CRIU_OPTS")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let mut v = criu::privilege_args();
+    v.extend(
+        std::env::var("CRAC_CRIU_OPTS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string),
+    );
     v.extend(inv.engine_options.args.iter().cloned());
     v
 }

@@ -79,9 +79,17 @@ pub fn run(req: Request) -> Result<Exit> {
     check_environment(&image)?;
     let signals = supervise::take_over_signals();
     let private_pids = needs_new_pid_namespace(&image);
+    if private_pids && criu::rootless() {
+        bail!(
+            "pid {} of the image is in use, and without root the restore cannot move to a new PID namespace; end that process (or restore as root)",
+            image.meta.pid
+        );
+    }
     match attempt(&req, &image, &signals, started, private_pids) {
         // A pid can stay allocated for a moment after its process vanished from /proc.
-        Err(e) if !private_pids && e.downcast_ref::<PidCollision>().is_some() => {
+        Err(e)
+            if !private_pids && !criu::rootless() && e.downcast_ref::<PidCollision>().is_some() =>
+        {
             attempt(&req, &image, &signals, started, true)
         }
         other => other,

@@ -28,7 +28,12 @@ fn wait_for_tick_in(path: &std::path::Path, above: u32) -> u32 {
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(t) = text.lines().filter_map(tick).last().filter(|t| *t > above) {
+        if let Some(t) = text
+            .lines()
+            .filter_map(tick)
+            .next_back()
+            .filter(|t| *t > above)
+        {
             return t;
         }
         assert!(
@@ -111,7 +116,7 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
         .unwrap()
         .lines()
         .filter_map(tick)
-        .last()
+        .next_back()
         .unwrap();
 
     let restored_out = home.join("restored.txt");

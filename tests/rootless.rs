@@ -102,16 +102,15 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
         .stdin(Stdio::null())
         .stdout(output_file(&out))
         .stderr(output_file(&home.join("err.txt")));
-    let mut app = c.spawn().unwrap();
-    let guard = KillOnDrop(app.id());
+    let mut app = KillOnDrop(c.spawn().unwrap());
     wait_for_tick_in(&out, 1);
-    let jvm = app.id();
+    let jvm = app.0.id();
     let mut c = as_nobody(CRAC_JCMD);
     c.args([&jvm.to_string(), "JDK.checkpoint"]);
     let o = run(c);
     assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
-    app.wait().unwrap();
-    drop(guard);
+    app.0.wait().unwrap();
+    drop(app);
     let last = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
@@ -130,8 +129,7 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
         .stdin(Stdio::null())
         .stdout(output_file(&restored_out))
         .stderr(output_file(&home.join("restored-err.txt")));
-    let restored = c.spawn().unwrap();
-    let _guard = KillOnDrop(restored.id());
+    let _restored = KillOnDrop(c.spawn().unwrap());
     let first = wait_for_tick_in(&restored_out, 0);
     assert!(
         first > last,
@@ -141,17 +139,15 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
     assert_eq!(owner, NOBODY, "the image belongs to the user");
 }
 
-/// Kills a process we started and everything below it.
-struct KillOnDrop(u32);
+/// Kills a process we started and everything below it, and reaps it.
+struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        for p in descendants(self.0) {
+        for p in descendants(self.0.id()) {
             kill_pid(p);
         }
-        kill_pid(self.0);
-        let mut status = 0;
-        // SAFETY: reaping a child of this test (or nothing, if it is gone already).
-        unsafe { libc::waitpid(self.0 as libc::pid_t, &mut status, 0) };
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

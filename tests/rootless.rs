@@ -8,14 +8,6 @@ use support::*;
 
 const NOBODY: u32 = 65534;
 
-fn as_nobody(program: &str) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(program);
-    c.env("CRAC_SHIM_JAVA", default_java());
-    c
-}
-
 /// A file the user owns, for the JVM's output (CRIU reopens inherited descriptors by
 /// /proc/self/fd, which must be the user's own).
 fn output_file(path: &std::path::Path) -> std::fs::File {

@@ -5,13 +5,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use support::*;
 
-fn as_nobody(program: &str) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(program);
-    c
-}
-
 #[test]
 fn another_user_cannot_control_the_jvm() {
     require_checkpoint!();
@@ -266,4 +259,89 @@ fn a_killed_restore_leaves_no_process_behind() {
     assert_eq!(o.code, Some(1), "{}", o.stderr);
     assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
     assert!(o.stderr.contains("CRIU restore of"), "{}", o.stderr);
+}
+
+#[test]
+fn criu_killed_mid_dump_leaves_the_app_running_and_the_next_checkpoint_works() {
+    require_checkpoint!();
+    let tmp = TempDir::new("killeddump");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let pid = app.pid;
+    let jcmd = std::thread::spawn(move || checkpoint(pid));
+    // Find the CRIU that dumps our JVM (started by its dump helper) and kill it.
+    let needle = format!("dump -t {pid} ");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut killed = false;
+    while !killed && std::time::Instant::now() < deadline {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(&needle) {
+                if let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() {
+                    kill_pid(p);
+                    killed = true;
+                }
+            }
+        }
+    }
+    let o = jcmd.join().unwrap();
+    skip_unless!(killed, "the dump finished before it could be killed");
+    if o.code == Some(0) {
+        // CRIU had already finished its work when it was killed: nothing to check.
+        return;
+    }
+    assert!(o.stdout.contains("CRIU dump failed"), "{}", o.stdout);
+    assert!(!image.join("crac-shim.meta").exists());
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the app going on", |l| tick(l).is_some_and(|t| t > n + 2));
+    checkpoint_ok(app.pid);
+    app.wait();
+    assert!(image.join("crac-shim.meta").is_file());
+}
+
+#[test]
+fn an_unwritable_image_directory_fails_the_checkpoint_not_the_app() {
+    require_checkpoint!();
+    let tmp = TempDir::new("readonly");
+    let ro = tmp.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&ro)
+        .status()
+        .unwrap();
+    skip_unless!(st.success(), "cannot mount a tmpfs here");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(ro.clone());
+    let image = ro.join("image");
+    let mut app = start_checkpointable(&image, "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    // Now the file system goes read-only under the running JVM.
+    let st = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ro)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("Read-only file system") || o.stdout.contains("cannot"),
+        "{}",
+        o.stdout
+    );
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the app going on", |l| tick(l).is_some_and(|t| t > n + 2));
+    drop(app);
 }

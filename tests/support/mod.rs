@@ -316,26 +316,15 @@ impl Proc {
     }
 }
 
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
-            .into_iter()
-            .flatten()
-            .flatten();
-        for t in tasks {
-            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            for c in children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-            {
-                found.push(c);
-                todo.push(c);
-            }
-        }
-    }
-    found
+pub use crac_shim::supervise::descendants;
+
+/// A command run as user nobody (uid 65534), for the tests of other users and rootless use.
+pub fn as_nobody(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program);
+    c.env("CRAC_SHIM_JAVA", default_java());
+    c
 }
 
 pub fn kill_pid(pid: u32) {

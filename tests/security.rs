@@ -324,7 +324,7 @@ fn an_unwritable_image_directory_fails_the_checkpoint_not_the_app() {
     }
     let _unmount = Unmount(ro.clone());
     let image = ro.join("image");
-    let mut app = start_checkpointable(&image, "Ticker", &[]);
+    let app = start_checkpointable(&image, "Ticker", &[]);
     app.out.wait_for("a tick", |l| tick(l).is_some());
     // Now the file system goes read-only under the running JVM.
     let st = Command::new("mount")

@@ -296,22 +296,6 @@ pub fn socket_inode(key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Runs `criu check` quietly: used by set-up and by tests to skip with a reason.
-pub fn works(criu: &Criu) -> bool {
-    Command::new(&criu.path)
-        .arg("check")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Owner uid of a path (for messages and checks).
-pub fn owner(path: &Path) -> Option<u32> {
-    std::fs::metadata(path).ok().map(|m| m.uid())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,19 +173,8 @@ fn a_full_disk_during_the_dump_leaves_the_app_and_the_old_image_intact() {
     let tmp = TempDir::new("full");
     let small = tmp.join("small");
     std::fs::create_dir(&small).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    skip_unless!(st.success(), "cannot mount a small tmpfs here");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.clone());
+    let mounted = Tmpfs::mount(&small, "8m");
+    skip_unless!(mounted.is_some(), "cannot mount a small tmpfs here");
     // An earlier, good image that must survive.
     let image = small.join("image");
     std::fs::create_dir(&image).unwrap();
@@ -310,19 +299,8 @@ fn an_unwritable_image_directory_fails_the_checkpoint_not_the_app() {
     let tmp = TempDir::new("readonly");
     let ro = tmp.join("ro");
     std::fs::create_dir(&ro).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&ro)
-        .status()
-        .unwrap();
-    skip_unless!(st.success(), "cannot mount a tmpfs here");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(ro.clone());
+    let mounted = Tmpfs::mount(&ro, "1m");
+    skip_unless!(mounted.is_some(), "cannot mount a tmpfs here");
     let image = ro.join("image");
     let app = start_checkpointable(&image, "Ticker", &[]);
     app.out.wait_for("a tick", |l| tick(l).is_some());
@@ -344,4 +322,24 @@ fn an_unwritable_image_directory_fails_the_checkpoint_not_the_app() {
     app.out
         .wait_for("the app going on", |l| tick(l).is_some_and(|t| t > n + 2));
     drop(app);
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .ok()?;
+        st.success().then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }

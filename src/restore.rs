@@ -391,6 +391,12 @@ impl Restored<'_> {
                     for (pid, exit) in supervise::reap() {
                         if pid == criu_pid {
                             if exit != Exit::Code(0) {
+                                // With -S a restored root may already be our child: a failed
+                                // (or killed) CRIU must not leave it running.
+                                for p in supervise::descendants(std::process::id()) {
+                                    supervise::send(p as libc::pid_t, libc::SIGKILL);
+                                }
+                                supervise::reap_all_blocking();
                                 return Err(self.failure(exit));
                             }
                             self.stdio_flags.restore();

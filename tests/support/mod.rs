@@ -358,17 +358,21 @@ impl Drop for Proc {
         if self.status.is_some() {
             return;
         }
-        // The program first, so that a restoring crac-java can see it end and clean up.
-        for p in self.descendants() {
-            kill_pid(p);
-        }
+        // The program first, so that a restoring crac-java can see it end and clean up; again
+        // and again, as a restore under way may still be creating it.
         if let Some(mut c) = self.child.take() {
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
+                for p in descendants(self.pid) {
+                    kill_pid(p);
+                }
                 if let Ok(Some(_)) = c.try_wait() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
+            }
+            for p in descendants(self.pid) {
+                kill_pid(p);
             }
             kill_pid(self.pid);
             let _ = c.wait();

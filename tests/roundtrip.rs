@@ -254,3 +254,31 @@ fn restore_survives_other_jvms_cleaning_perf_data() {
         .out
         .wait_for("a tick after restore", |l| tick(l).is_some());
 }
+
+#[test]
+fn monotonic_time_and_sleeps_stay_sane_across_the_gap() {
+    require_checkpoint!();
+    let tmp = TempDir::new("clock");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Clock", &[]);
+    app.out.wait_for("a few sleeps", |l| l.ends_with("tick 5"));
+    checkpoint_ok(app.pid);
+    app.wait();
+    // The image waits a while before it is restored.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let restored = restore(&image);
+    let first = restored
+        .out
+        .wait_for("a sleep after restore", |l| l.contains(" tick "));
+    let n: u32 = first.rsplit(' ').next().unwrap().parse().unwrap();
+    let tenth = format!(" tick {}", n + 10);
+    restored
+        .out
+        .wait_for("ten more sleeps", |l| l.ends_with(&tenth));
+    for line in restored.out.snapshot() {
+        let delta: i64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        // nanoTime goes on from where it was (CRIU's time namespace): no negative step, and
+        // the 1.5 s the image waited does not show up as one huge sleep.
+        assert!((0..1000).contains(&delta), "{line}");
+    }
+}

@@ -214,7 +214,8 @@ impl Lines {
         guard.0.clone()
     }
 
-    /// Waits for a line matching `pred`; panics with everything seen on timeout.
+    /// Waits for a line matching `pred`; panics with everything seen on timeout. `pred` runs
+    /// with the lines locked: it must not call `snapshot` or `all`.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + TIMEOUT;
         let (m, c) = &*self.0;

@@ -56,9 +56,8 @@ fn not_enough_privilege_names_the_capability() {
     one_line_error(&run(c), &["CAP_CHECKPOINT_RESTORE"]);
 
     // An ordinary user, with a CRIU that has no file capabilities.
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(CRAC_JAVA);
+    let public = public_copy(&tmp);
+    let mut c = as_nobody(&public.crac_java);
     c.env("CRAC_SHIM_RUNTIME_DIR", tmp.join("run"));
     c.arg(format!("-XX:CRaCRestoreFrom={}", tmp.path().display()));
     one_line_error(

@@ -46,21 +46,21 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
     );
     let tmp = TempDir::new("rootless");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let criu = tmp.join("criu");
-    std::fs::copy(bin_dir().join("criu"), &criu).unwrap();
+    let public = public_copy(&tmp);
+    let criu = public.criu.clone();
     let home = tmp.join("home");
     std::fs::create_dir(&home).unwrap();
     std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY)).unwrap();
 
     // Without capabilities on CRIU: one line that says which and how.
-    let mut c = as_nobody(CRAC_JAVA);
+    let mut c = as_nobody(&public.crac_java);
     c.env("CRAC_CRIU_PATH", &criu)
         .arg(format!(
             "-XX:CRaCCheckpointTo={}",
             home.join("img").display()
         ))
         .arg("-cp")
-        .arg(classes())
+        .arg(&public.classes)
         .arg("Ticker");
     let o = run(c);
     assert_eq!(o.code, Some(1));
@@ -81,7 +81,7 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
         .unwrap();
     assert!(st.success());
     let out = home.join("out.txt");
-    let mut c = as_nobody(CRAC_JAVA);
+    let mut c = as_nobody(&public.crac_java);
     c.env("CRAC_CRIU_PATH", &criu)
         .current_dir(&home)
         .arg(format!(
@@ -89,7 +89,7 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
             home.join("img").display()
         ))
         .arg("-cp")
-        .arg(classes())
+        .arg(&public.classes)
         .arg("Ticker")
         .stdin(Stdio::null())
         .stdout(output_file(&out))
@@ -97,7 +97,7 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
     let mut app = KillOnDrop(c.spawn().unwrap());
     wait_for_tick_in(&out, 1);
     let jvm = app.0.id();
-    let mut c = as_nobody(CRAC_JCMD);
+    let mut c = as_nobody(&public.crac_jcmd);
     c.args([&jvm.to_string(), "JDK.checkpoint"]);
     let o = run(c);
     assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
@@ -111,7 +111,7 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
         .unwrap();
 
     let restored_out = home.join("restored.txt");
-    let mut c = as_nobody(CRAC_JAVA);
+    let mut c = as_nobody(&public.crac_java);
     c.env("CRAC_CRIU_PATH", &criu)
         .current_dir(&home)
         .arg(format!(

@@ -20,7 +20,8 @@ fn another_user_cannot_control_the_jvm() {
     let sock = std::fs::metadata(format!("/tmp/crac-shim-0/{}.sock", app.pid)).unwrap();
     assert_eq!(sock.mode() & 0o777, 0o600);
 
-    let mut c = as_nobody(CRAC_JCMD);
+    let public = public_copy(&tmp);
+    let mut c = as_nobody(&public.crac_jcmd);
     c.env("CRAC_SHIM_RUNTIME_DIR", "/tmp/crac-shim-0")
         .args([&app.pid.to_string(), "JDK.checkpoint"]);
     let o = run(c);
@@ -81,10 +82,11 @@ fn images_of_others_or_writable_by_others_are_refused() {
 
     // An image of another user, restored by that other user... is refused to us as well.
     std::os::unix::fs::chown(&image, Some(65534), Some(65534)).unwrap();
-    let mut c = as_nobody(CRAC_JAVA);
+    let public = public_copy(&tmp);
+    let mut c = as_nobody(&public.crac_java);
     c.env("CRAC_SHIM_RUNTIME_DIR", tmp.join("nobody-run"));
     std::os::unix::fs::chown(tmp.path(), Some(65534), Some(65534)).unwrap();
-    c.env("CRAC_CRIU_PATH", bin_dir().join("criu"))
+    c.env("CRAC_CRIU_PATH", &public.criu)
         .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
     let o = run(c);
     assert_eq!(o.code, Some(1), "{}", o.stderr);

@@ -319,8 +319,49 @@ impl Proc {
 
 pub use crac_shim::supervise::descendants;
 
+/// What user nobody runs, copied into a test's (world-readable) temporary directory: the
+/// checkout itself may be private (under /root, say).
+pub struct PublicCopy {
+    pub crac_java: PathBuf,
+    pub crac_jcmd: PathBuf,
+    pub criu: PathBuf,
+    pub classes: PathBuf,
+}
+
+pub fn public_copy(tmp: &TempDir) -> PublicCopy {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp.join("public");
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [tmp.path(), dir.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for name in [
+        "crac-java",
+        "crac-jcmd",
+        "libcrac_shim_agent.so",
+        "crac-shim-api.jar",
+        "criu",
+    ] {
+        let from = bin_dir().join(name);
+        if from.exists() {
+            std::fs::copy(&from, dir.join(name)).unwrap();
+        }
+    }
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    for e in std::fs::read_dir(self::classes()).unwrap().flatten() {
+        std::fs::copy(e.path(), classes.join(e.file_name())).unwrap();
+    }
+    PublicCopy {
+        crac_java: dir.join("crac-java"),
+        crac_jcmd: dir.join("crac-jcmd"),
+        criu: dir.join("criu"),
+        classes,
+    }
+}
+
 /// A command run as user nobody (uid 65534), for the tests of other users and rootless use.
-pub fn as_nobody(program: &str) -> Command {
+pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new("setpriv");
     c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(program);

@@ -1,7 +1,7 @@
 //! Our private runtime directory (control sockets, restore scratch space).
 
-use anyhow::{bail, Context, Result};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use anyhow::{Context, Result};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub fn runtime_dir() -> PathBuf {
@@ -14,25 +14,12 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
-/// Creates `dir` 0700, or checks that the existing one is a real directory of ours that
-/// nobody else can enter (so nobody can plant a socket or a file in it first).
+/// Creates `dir` 0700, or checks that the existing one is ours and private.
 pub fn ensure_private(dir: &Path) -> Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-    }
-    let meta = std::fs::symlink_metadata(dir)
-        .with_context(|| format!("cannot inspect {}", dir.display()))?;
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
-    if !meta.is_dir() || meta.uid() != euid || meta.mode() & 0o077 != 0 {
-        bail!(
-            "{} must be a directory owned by you (uid {euid}) with mode 0700; remove it or fix it",
-            dir.display()
-        );
-    }
-    Ok(())
+    crac_shim_proto::ensure_private_dir(dir, euid)
+        .with_context(|| format!("cannot use {}", dir.display()))
 }
 
 /// A fresh private scratch directory inside the runtime directory.

@@ -7,7 +7,7 @@ use crac_shim_proto::{exit_line, socket_path, Message, Request, BUSY};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -61,17 +61,7 @@ fn run(config: Config) {
 fn bind(dir: &str, path: &str, sweep: bool) -> std::io::Result<UnixListener> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        return Err(std::io::Error::other(format!(
-            "{dir} is not a private directory owned by uid {uid} (remove it or fix its mode to 0700)"
-        )));
-    }
+    crac_shim_proto::ensure_private_dir(std::path::Path::new(dir), uid)?;
     if sweep {
         sweep_stale_sockets(dir);
     }

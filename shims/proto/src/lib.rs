@@ -73,6 +73,24 @@ pub fn default_runtime_dir(uid: u32) -> String {
     format!("/tmp/crac-shim-{uid}")
 }
 
+/// Creates `dir` with mode 0700, or checks that the existing one is a real directory owned by
+/// `uid` that nobody else can enter (so nobody can plant a socket or a file in it first).
+pub fn ensure_private_dir(dir: &std::path::Path, uid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} must be a directory owned by you (uid {uid}) with mode 0700; remove it or fix it",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Path of the control socket of the JVM with (root namespace) pid `pid`.
 pub fn socket_path(runtime_dir: &str, pid: u32) -> String {
     format!("{runtime_dir}/{pid}.sock")

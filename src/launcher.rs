@@ -119,16 +119,10 @@ fn agent_path() -> Result<PathBuf> {
         }
         return Ok(p);
     }
-    let exe = std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
-    let dir = exe.parent().context("crac-java has no directory")?;
-    for candidate in [
-        dir.join("libcrac_shim_agent.so"),
-        dir.join("../lib/crac-shim/libcrac_shim_agent.so"),
-    ] {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
+    if let Some(found) = beside_us("libcrac_shim_agent.so") {
+        return Ok(found);
     }
+    let exe = std::fs::read_link("/proc/self/exe").context("cannot find crac-java's own path")?;
     bail!(
         "the crac-shim agent (libcrac_shim_agent.so) is not next to {}: build the workspace (cargo build --workspace) or set CRAC_SHIM_AGENT",
         exe.display()
@@ -188,7 +182,7 @@ fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, 
 /// class path (where the org.crac facade finds it) and where the agent listens.
 fn java_arguments(inv: &Invocation, pid: u32) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
-    match api_jar() {
+    match beside_us("crac-shim-api.jar") {
         Some(jar) => {
             let mut opt = OsString::from("-Xbootclasspath/a:");
             opt.push(jar);
@@ -279,14 +273,11 @@ fn advance_pid_counter(min: u32) {
     }
 }
 
-/// The compiled jdk.crac API, next to crac-java or in ../lib/crac-shim.
-fn api_jar() -> Option<PathBuf> {
+/// A file installed with crac-java: next to it, or in ../lib/crac-shim.
+fn beside_us(name: &str) -> Option<PathBuf> {
     let exe = std::fs::read_link("/proc/self/exe").ok()?;
     let dir = exe.parent()?;
-    [
-        dir.join("crac-shim-api.jar"),
-        dir.join("../lib/crac-shim/crac-shim-api.jar"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
+    [dir.join(name), dir.join("../lib/crac-shim").join(name)]
+        .into_iter()
+        .find(|p| p.is_file())
 }

@@ -363,10 +363,7 @@ impl Restored<'_> {
                 Event::Timeout if !app_running && Instant::now() >= deadline => {
                     // CRIU hangs on some damaged images: end it and what it started (the
                     // half-restored root is our child, -S).
-                    for p in supervise::descendants(std::process::id()).into_iter().rev() {
-                        supervise::send(p as libc::pid_t, libc::SIGKILL);
-                    }
-                    supervise::reap_all_blocking();
+                    supervise::end_everything_below_us();
                     bail!(
                         "CRIU did not finish restoring {} within {} s (damaged image?); stopped it (log: {}; the image is unchanged)",
                         self.image.dir.display(),
@@ -393,10 +390,7 @@ impl Restored<'_> {
                             if exit != Exit::Code(0) {
                                 // With -S a restored root may already be our child: a failed
                                 // (or killed) CRIU must not leave it running.
-                                for p in supervise::descendants(std::process::id()) {
-                                    supervise::send(p as libc::pid_t, libc::SIGKILL);
-                                }
-                                supervise::reap_all_blocking();
+                                supervise::end_everything_below_us();
                                 return Err(self.failure(exit));
                             }
                             self.stdio_flags.restore();

@@ -170,6 +170,15 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// Kills every process below us and reaps our children: nothing of a failed restore may
+/// go on running.
+pub fn end_everything_below_us() {
+    for p in descendants(std::process::id()) {
+        send(p as libc::pid_t, libc::SIGKILL);
+    }
+    reap_all_blocking();
+}
+
 /// Waits for every remaining child to end.
 pub fn reap_all_blocking() {
     loop {

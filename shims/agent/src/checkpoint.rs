@@ -265,16 +265,23 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
     // A server under load accepts connections between the scan and CRIU's freeze: when the
     // policy lets connections through, CRIU must be ready for ones the scan never saw.
     let mut tcp_established = false;
+    // Each CRIU option once, whether a rule or a descriptor asked for it.
+    let mut restore_args: Vec<&'static str> = Vec::new();
+    let mut restore_arg = |a: &'static str| {
+        if !restore_args.contains(&a) {
+            restore_args.push(a);
+        }
+    };
     for rule in &policy.rules {
         let about_connections = matches!(rule.kind.as_deref(), Some("socket" | "connected-tcp"));
         match rule.action {
             Some(Action::Close) if about_connections => {
                 tcp_established = true;
-                dump.push("restore_arg", "--tcp-close");
+                restore_arg("--tcp-close");
             }
             Some(Action::Keep) if about_connections => {
                 tcp_established = true;
-                dump.push("restore_arg", "--tcp-established");
+                restore_arg("--tcp-established");
             }
             _ => {}
         }
@@ -294,14 +301,17 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
             }
             (Class::ConnectedTcp, Action::Keep) => {
                 tcp_established = true;
-                dump.push("restore_arg", "--tcp-established");
+                restore_arg("--tcp-established");
             }
             (Class::ConnectedTcp, Action::Close) => {
                 tcp_established = true;
-                dump.push("restore_arg", "--tcp-close");
+                restore_arg("--tcp-close");
             }
             _ => {}
         }
+    }
+    for a in restore_args {
+        dump.push("restore_arg", a);
     }
     if tcp_established {
         dump.push("dump_arg", "--tcp-established");

@@ -126,7 +126,8 @@ pub const CRAC_JCMD: Page = Page {
         JDK.checkpoint makes CRIU write an image of the JVM to DIR; the JVM then exits, as with \
         CRaC (with keep_running=true it goes on, this once). The output is jcmd's: `PID:` then \
         `Command executed successfully`, or the reason the checkpoint failed (the JVM keeps \
-        running then). PID may be a restored copy's pid as ps shows it; a main class or jar name \
+        running then). PID may be a restored copy's pid as ps shows it, or the host's pid of a \
+        JVM in a container (another PID namespace); a main class or jar name \
         selects the JVMs whose command line has it, as with jcmd. Other commands go to the real \
         jcmd when there is one.",
     options: &[

@@ -6,7 +6,7 @@ use crac_shim_proto::{default_runtime_dir, parse_exit_line, socket_path, Request
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 enum Action {
     List,
@@ -173,6 +173,32 @@ fn runtime_dir_for(pid: u32) -> Option<PathBuf> {
     Some(PathBuf::from(default_runtime_dir(owner)))
 }
 
+/// A JVM started in a deeper PID namespace (a container) and named by the pid we see knows
+/// itself by the last pid of NSpid, and keeps its socket in its own /tmp, reached through
+/// /proc/PID/root. (A copy restored in a namespace of crac-java's names its socket by the
+/// pid we see: `path`.) Its pid there may belong to another JVM here, so the socket counts
+/// only if the process listening on it is `pid`.
+fn in_container(pid: u32, path: &str) -> Option<UnixStream> {
+    let inner = innermost_pid(pid).filter(|inner| *inner != pid)?;
+    let dir = Path::new(path).parent()?.to_str()?;
+    let stream =
+        UnixStream::connect(format!("/proc/{pid}/root{}", socket_path(dir, inner))).ok()?;
+    let peer =
+        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    (peer.pid() == pid as libc::pid_t).then_some(stream)
+}
+
+fn innermost_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
 fn send(pid: u32, request: Request) -> Result<i32> {
     let Some(dir) = runtime_dir_for(pid) else {
         bail!("no process with pid {pid}");
@@ -234,7 +260,7 @@ const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 fn connect(pid: u32, path: &str) -> std::io::Result<UnixStream> {
     let deadline = std::time::Instant::now() + BUSY_WAIT;
     loop {
-        match UnixStream::connect(path) {
+        match UnixStream::connect(path).or_else(|e| in_container(pid, path).ok_or(e)) {
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(e),
             Err(e) => {

@@ -199,18 +199,23 @@ fn java_arguments(inv: &Invocation, pid: u32) -> Vec<OsString> {
 }
 
 /// Starts java with the agent preloaded: an exec, unless -XX:CRaCMinPid asks for a higher pid
-/// than ours (then java runs as our child, which we stand in for, as a restore does).
+/// than ours or java needs a session we cannot start (then java runs as our child, which we
+/// stand in for, as a restore does).
 fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> Result<Exit> {
     let vars = agent_environment(dir, inv)?;
     let min_pid = inv.min_pid.unwrap_or(DEFAULT_MIN_PID);
-    if std::process::id() >= min_pid {
+    let below_min_pid = std::process::id() < min_pid;
+    // A process group leader cannot start a session: then a child of ours can.
+    if !below_min_pid && supervise::ensure_visible_session() {
         return Err(java::exec(
             java,
             &java_arguments(inv, std::process::id()),
             &vars,
         ));
     }
-    advance_pid_counter(min_pid);
+    if below_min_pid {
+        advance_pid_counter(min_pid);
+    }
     let signals = supervise::take_over_signals();
     // SAFETY: single-threaded; the child only builds its arguments and execs.
     let child = unsafe { libc::fork() };
@@ -218,6 +223,7 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> Result<Exi
         bail!("cannot fork: {}", std::io::Error::last_os_error());
     }
     if child == 0 {
+        supervise::ensure_visible_session();
         let e = java::exec(java, &java_arguments(inv, std::process::id()), &vars);
         eprintln!("crac-java: {e:#}");
         std::process::exit(1);
@@ -237,11 +243,39 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> Result<Exi
             }
             Event::Child => {
                 if let Some((_, exit)) = supervise::reap().into_iter().find(|(p, _)| *p == child) {
+                    if std::process::id() == 1 {
+                        finish_dump_helpers();
+                    }
                     return Ok(exit);
                 }
             }
             Event::Timeout => {}
         }
+    }
+}
+
+/// As a PID namespace's init (a container's entry point) we inherit the dump helper once CRIU
+/// has ended the JVM, and everything in the namespace dies with us: the helper still has to
+/// put the new image in place and answer crac-jcmd. Other orphans are not waited for.
+fn finish_dump_helpers() {
+    let is_helper = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .nth(1)
+                .is_some_and(|a| a == HELPER_ARG.as_bytes())
+        })
+    };
+    let children = || {
+        std::fs::read_to_string("/proc/self/task/1/children")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .collect::<Vec<u32>>()
+    };
+    while let Some(helper) = children().into_iter().find(is_helper) {
+        let mut status = 0;
+        // SAFETY: a blocking wait for one child of ours.
+        unsafe { libc::waitpid(helper as libc::pid_t, &mut status, 0) };
     }
 }
 

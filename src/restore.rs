@@ -340,11 +340,13 @@ impl Restored<'_> {
     ) -> Result<Exit> {
         let mut command = Command::new(&criu.path);
         command.args(args).stdout(Stdio::inherit());
-        // SAFETY: prctl is async-signal-safe; CRIU should not outlive us (a killed launcher
-        // must not leave a restore half done).
+        // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us
+        // (a killed launcher must not leave a restore half done), and the restored JVM joins
+        // CRIU's session (--shell-job), which must be one the JVM can see to be dumped again.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut command, || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                supervise::ensure_visible_session();
                 Ok(())
             });
         }
@@ -446,8 +448,13 @@ fn in_new_pid_namespace(
     }
     if child == 0 {
         drop(from_init);
+        let lowest = restored.image.ids.iter().min().copied().unwrap_or(0);
         let code = match namespace_init(criu, args, theirs, signals, &restored, to_outer) {
             Ok(_) => 0,
+            Err(e) if e.downcast_ref::<PidCollision>().is_some() => {
+                eprintln!("crac-java: pid {lowest} of the image is taken even in a new PID namespace, by the restore's own init and CRIU; checkpoint the program again with -XX:CRaCMinPid=128 (the default) or higher");
+                1
+            }
             Err(e) => {
                 eprintln!("crac-java: {e:#}");
                 1

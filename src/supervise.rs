@@ -196,6 +196,20 @@ pub fn send(pid: libc::pid_t, sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// CRIU refuses to dump a process whose session leader lies outside its PID namespace:
+/// getsid() answers 0 there, as for everything a container's init or a CI runner starts
+/// without setsid. Such a process has no session (nor terminal) worth keeping, so it gets
+/// a session of its own before anything checkpointable runs in it.
+pub fn session_is_invisible() -> bool {
+    nix::unistd::getsid(None).is_ok_and(|sid| sid.as_raw() == 0)
+}
+
+/// Leads a new session when ours is invisible (see [`session_is_invisible`]); false when that
+/// was needed but impossible (we lead a process group, so setsid fails).
+pub fn ensure_visible_session() -> bool {
+    !session_is_invisible() || nix::unistd::setsid().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

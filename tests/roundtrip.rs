@@ -2,6 +2,7 @@
 
 mod support;
 use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
 use support::*;
 
 #[test]
@@ -281,4 +282,81 @@ fn monotonic_time_and_sleeps_stay_sane_across_the_gap() {
         // the 1.5 s the image waited does not show up as one huge sleep.
         assert!((0..1000).contains(&delta), "{line}");
     }
+}
+
+/// Containers and CI runners start programs in a session whose leader lies outside their PID
+/// namespace (getsid answers 0), and CRIU refuses to dump such a process; crac-java gives the
+/// JVM a session of its own. A PID namespace of the test's own makes that situation here:
+/// crac-java as the namespace's init (a container's entry point: the JVM is its child, and
+/// the image must be complete before the namespace ends with it), or started by a shell
+/// (crac-java execs the JVM). crac-jcmd, outside, names the JVM by the pid it sees.
+#[test]
+fn a_jvm_in_a_container_like_namespace_checkpoints_and_restores() {
+    require_checkpoint!();
+    for (label, prefix) in [
+        ("launcher as init", vec![]),
+        (
+            "launcher execs java",
+            // Pids well above the few a restore's own namespace takes, as CRaCMinPid does.
+            vec![
+                "/bin/sh",
+                "-c",
+                "echo 300 >/proc/sys/kernel/ns_last_pid; \"$0\" \"$@\"; sleep 60",
+            ],
+        ),
+    ] {
+        let tmp = TempDir::new("container");
+        let image = tmp.join("image");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .args(&prefix)
+            .arg(CRAC_JAVA)
+            .env("CRAC_SHIM_JAVA", default_java());
+        // Descriptors the harness inherited were opened in the outer mount namespace, which
+        // CRIU inside the new one cannot look up: keep them out of the JVM.
+        // SAFETY: close_range only changes descriptor flags in the child about to exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
+                Ok(())
+            });
+        }
+        let mut app = start_checkpointable_with(cmd, &image, "Ticker", &["pid"]);
+        let inner: u32 = app
+            .out
+            .wait_for("the JVM's pid", |l| l.starts_with("pid "))
+            .trim_start_matches("pid ")
+            .parse()
+            .unwrap();
+        app.out
+            .wait_for("tick 2", |l| tick(l).is_some_and(|t| t >= 2));
+        let outer = app
+            .descendants()
+            .into_iter()
+            .find(|p| namespace_pid(*p) == Some(inner) && *p != inner)
+            .unwrap_or_else(|| panic!("{label}: the JVM (pid {inner} inside) is not below us"));
+        checkpoint_ok(outer);
+        wait_gone(outer);
+        if !prefix.is_empty() {
+            // The shell stays as the namespace's init; ending it ends the namespace.
+            app.signal(libc::SIGKILL);
+        }
+        app.wait();
+        let last = *ticks(&app.out.all()).last().unwrap();
+
+        let mut restored = restore(&image);
+        let next = restored
+            .out
+            .wait_for("a tick after restore", |l| tick(l).is_some());
+        assert_eq!(tick(&next), Some(last + 1), "{label}");
+        restored.signal(libc::SIGTERM);
+        assert_eq!(restored.wait().code(), Some(143), "{label}");
+    }
+}
+
+/// The pid `pid` has in its own (innermost) PID namespace.
+fn namespace_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
 }

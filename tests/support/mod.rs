@@ -262,6 +262,16 @@ impl Proc {
         if cmd.get_program().is_empty() {
             panic!("no program");
         }
+        // A harness started in the background of a non-interactive shell passes SIGINT and
+        // SIGQUIT on ignored, and a JVM keeps them so; the tests expect java's own handling.
+        // SAFETY: signal() is async-signal-safe and touches no memory of ours.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().expect("spawn");
         let out = Lines::collect(child.stdout.take().unwrap());
         let err = Lines::collect(child.stderr.take().unwrap());

@@ -73,6 +73,8 @@ fn bind(dir: &str, path: &str, sweep: bool) -> std::io::Result<UnixListener> {
 }
 
 /// Removes the sockets of JVMs that are gone (killed ones cannot clean up after themselves).
+/// A JVM in another PID namespace sharing this directory (a container's) is missing from our
+/// /proc but still listens: only a socket nobody listens on is stale.
 fn sweep_stale_sockets(dir: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -82,7 +84,12 @@ fn sweep_stale_sockets(dir: &str) {
         let Some(pid) = name.to_str().and_then(|n| n.strip_suffix(".sock")) else {
             continue;
         };
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let invisible =
+            pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if invisible
+            && std::os::unix::net::UnixStream::connect(e.path())
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
             let _ = std::fs::remove_file(e.path());
         }
     }

@@ -262,13 +262,22 @@ impl Proc {
         if cmd.get_program().is_empty() {
             panic!("no program");
         }
-        // A harness started in the background of a non-interactive shell passes SIGINT and
-        // SIGQUIT on ignored, and a JVM keeps them so; the tests expect java's own handling.
+        // A harness started in the background of a non-interactive shell (or under nohup)
+        // passes signals on ignored, and a JVM keeps them so; the tests expect java's own
+        // handling of each.
         // SAFETY: signal() is async-signal-safe and touches no memory of ours.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                for sig in [
+                    libc::SIGHUP,
+                    libc::SIGINT,
+                    libc::SIGQUIT,
+                    libc::SIGTERM,
+                    libc::SIGUSR1,
+                    libc::SIGUSR2,
+                ] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
                 Ok(())
             });
         }

@@ -89,7 +89,8 @@ pub const CRAC_JAVA: Page = Page {
         },
         Item {
             term: "CRAC_SHIM_RUNTIME_DIR",
-            help: "Private directory for control sockets (default /tmp/crac-shim-UID).",
+            help: "Private directory for control sockets and restore scratch space (default \
+                /tmp/crac-shim-UID); the logs of the ten latest failed restores stay there for a day.",
         },
         Item {
             term: "CRAC_SHIM_RESTORE_TIMEOUT",

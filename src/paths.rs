@@ -38,22 +38,79 @@ pub fn scratch_dir(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Removes scratch directories of launchers that are gone, unless they hold the log of a
-/// failed restore (kept for the user; CRIU writes `stats-restore` only when it succeeded).
+/// Removes scratch directories of launchers that are gone. The log of a failed restore is
+/// kept for the user (CRIU writes `stats-restore` only when it succeeded), but not forever:
+/// the newest few, for a day.
 fn sweep_finished(base: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
+    let mut failed = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("restore-")) else {
             continue;
         };
-        let gone = !Path::new("/proc").join(pid).exists();
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
         let path = e.path();
         let failed_log = path.join("restore.log").exists() && !path.join("stats-restore").exists();
-        if gone && !failed_log {
-            let _ = std::fs::remove_dir_all(&path);
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        match age {
+            Some(age) if failed_log && age < FAILED_LOG_KEPT_FOR => failed.push((age, path)),
+            _ => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
         }
+    }
+    failed.sort();
+    for (_, path) in failed.iter().skip(FAILED_LOGS_KEPT) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+const FAILED_LOGS_KEPT: usize = 10;
+const FAILED_LOG_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_restore_logs_are_kept_a_while_then_swept() {
+        let base = std::env::temp_dir().join(format!("crac-shim-sweep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        // Pids above the kernel's limit (2^22) belong to no process.
+        let dir = |n: u32| base.join(format!("restore-{}", 5_000_000 + n));
+        let make = |n: u32, failed: bool, age_s: u64| {
+            std::fs::create_dir_all(dir(n)).unwrap();
+            std::fs::write(dir(n).join("restore.log"), "log").unwrap();
+            if !failed {
+                std::fs::write(dir(n).join("stats-restore"), "").unwrap();
+            }
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+            std::fs::File::open(dir(n))
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        make(0, false, 0);
+        make(1, true, 2 * 24 * 3600);
+        for n in 2..14 {
+            make(n, true, u64::from(n));
+        }
+        sweep_finished(&base);
+        let kept: Vec<u32> = (0..14).filter(|n| dir(*n).exists()).collect();
+        std::fs::remove_dir_all(&base).unwrap();
+        assert_eq!(
+            kept,
+            (2..12).collect::<Vec<u32>>(),
+            "the ten newest failed logs"
+        );
     }
 }

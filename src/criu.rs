@@ -269,6 +269,25 @@ pub fn restore_args(
     a
 }
 
+/// `criu lazy-pages`: serves the pages of a `restore --lazy-pages` from the image, writing a
+/// zero byte to `status_fd` once it listens.
+pub fn lazy_pages_args(dir: &Path, work_dir: &Path, status_fd: i32) -> Vec<String> {
+    let mut a = vec![
+        "lazy-pages".into(),
+        "-D".into(),
+        dir.display().to_string(),
+        "-W".into(),
+        work_dir.display().to_string(),
+        "-o".into(),
+        "lazy-pages.log".into(),
+        "-v2".into(),
+        "--status-fd".into(),
+        status_fd.to_string(),
+    ];
+    a.extend(privilege_args());
+    a
+}
+
 /// The first line of a CRIU log that explains a failure: the first `Error` line, minus the
 /// timestamp and source location, skipping known noise.
 pub fn first_error(log: &str) -> Option<String> {

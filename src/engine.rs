@@ -8,6 +8,7 @@ pub struct EngineOptions {
     pub args: Vec<String>,
     pub keep_running: bool,
     pub print_command: bool,
+    pub lazy_pages: bool,
     pub help: bool,
 }
 
@@ -17,6 +18,8 @@ pub const HELP: &str = "\
   args=ARGS            extra CRIU arguments, separated by spaces
   keep_running=BOOL    keep the JVM running after the checkpoint (default false)
   print_command=BOOL   print each CRIU command line on stderr (default false)
+  lazy_pages=BOOL      on restore: the JVM runs before its memory is back; pages arrive
+                       on first touch and in the background (default false)
   help                 print this and exit
 ";
 
@@ -39,9 +42,10 @@ impl EngineOptions {
                 "args" => o.args.extend(v.split_whitespace().map(str::to_string)),
                 "keep_running" => o.keep_running = boolean(k, v)?,
                 "print_command" => o.print_command = boolean(k, v)?,
+                "lazy_pages" => o.lazy_pages = boolean(k, v)?,
                 _ => {
                     return Err(format!(
-                        "unknown CRaCEngineOptions entry {item:?} (criu_location, args, keep_running, print_command, help)"
+                        "unknown CRaCEngineOptions entry {item:?} (criu_location, args, keep_running, print_command, lazy_pages, help)"
                     ))
                 }
             }
@@ -69,6 +73,7 @@ mod tests {
             Some(PathBuf::from("/x/criu"))
         );
         assert!(EngineOptions::parse("help").unwrap().help);
+        assert!(EngineOptions::parse("lazy_pages=true").unwrap().lazy_pages);
         assert!(EngineOptions::parse("keep_running=maybe").is_err());
         assert!(EngineOptions::parse("colour=blue").is_err());
     }

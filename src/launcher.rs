@@ -61,6 +61,7 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
                 criu,
                 criu_args: criu_args(&inv),
                 print_command: inv.engine_options.print_command,
+                lazy_pages: inv.engine_options.lazy_pages,
             })
         });
         match restored {

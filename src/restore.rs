@@ -20,6 +20,8 @@ pub struct Request {
     pub criu_args: Vec<String>,
     /// Print CRIU's command line on stderr (CRaCEngineOptions print_command).
     pub print_command: bool,
+    /// Let the JVM run before its memory is back (CRaCEngineOptions lazy_pages).
+    pub lazy_pages: bool,
 }
 
 /// How long CRIU may take to restore (CRAC_SHIM_RESTORE_TIMEOUT seconds, default 300).
@@ -184,6 +186,9 @@ fn attempt(
     if !extra.iter().any(|a| a == "--tcp-established") {
         extra.push("--tcp-close".into());
     }
+    if req.lazy_pages {
+        extra.push("--lazy-pages".into());
+    }
     extra.extend(req.criu_args.iter().cloned());
     let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &extra);
     if req.print_command {
@@ -198,6 +203,8 @@ fn attempt(
         channel: ours,
         started,
         stdio_flags,
+        lazy_pages: req.lazy_pages,
+        print_command: req.print_command,
     };
     let exit = if private_pids {
         in_new_pid_namespace(&req.criu, &args, theirs, signals, restored)?
@@ -241,6 +248,8 @@ struct Restored<'a> {
     channel: OwnedFd,
     started: Instant,
     stdio_flags: StdioFlags,
+    lazy_pages: bool,
+    print_command: bool,
 }
 
 /// The status flags of our stdio: CRIU sets those of the descriptors it replaces on the open
@@ -328,6 +337,35 @@ impl Restored<'_> {
         }
     }
 
+    /// Starts CRIU's lazy-pages daemon and waits until it listens. Its life is not tied to
+    /// ours (no PDEATHSIG): a JVM whose pages stopped arriving would read zeros; it ends by
+    /// itself once every page is in.
+    fn start_lazy_pages(&self, criu: &Criu) -> Result<()> {
+        let (mut ready, status) = std::io::pipe().context("cannot create a pipe")?;
+        let status_fd = status.as_raw_fd();
+        // SAFETY: clearing FD_CLOEXEC on a descriptor we own, for the daemon to inherit.
+        unsafe { libc::fcntl(status_fd, libc::F_SETFD, 0) };
+        let args = criu::lazy_pages_args(&self.image.dir, self.work, status_fd);
+        if self.print_command {
+            eprintln!("crac-java: {} {}", criu.path.display(), args.join(" "));
+        }
+        Command::new(&criu.path)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", criu.path.display()))?;
+        drop(status);
+        let mut byte = [0u8; 1];
+        if !matches!(ready.read(&mut byte), Ok(1)) {
+            bail!(
+                "CRIU's lazy-pages daemon did not start (log: {}; the image is unchanged); restore without lazy_pages",
+                self.work.join("lazy-pages.log").display()
+            );
+        }
+        Ok(())
+    }
+
     /// Runs CRIU as our child; the restored JVM becomes our child too (`-S`). `report` is the
     /// pipe to the outer launcher when we are a PID namespace's init.
     fn supervise_here(
@@ -338,6 +376,9 @@ impl Restored<'_> {
         signals: &libc::sigset_t,
         mut report: Option<std::fs::File>,
     ) -> Result<Exit> {
+        if self.lazy_pages {
+            self.start_lazy_pages(criu)?;
+        }
         let mut command = Command::new(&criu.path);
         command.args(args).stdout(Stdio::inherit());
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us
@@ -396,8 +437,11 @@ impl Restored<'_> {
                                 return Err(self.failure(exit));
                             }
                             self.stdio_flags.restore();
-                            // The log only matters when CRIU fails.
-                            let _ = std::fs::remove_dir_all(self.work);
+                            // The log only matters when CRIU fails (and the lazy-pages
+                            // daemon still works in there).
+                            if !self.lazy_pages {
+                                let _ = std::fs::remove_dir_all(self.work);
+                            }
                             app_running = true;
                             match report.as_mut() {
                                 Some(r) => {

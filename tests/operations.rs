@@ -289,3 +289,70 @@ fn crac_jcmd_lists_and_finds_jvms_like_jcmd() {
     assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
     app.wait();
 }
+
+/// lazy_pages: the JVM runs before its memory is back, every page arrives intact (the sum
+/// over all of them is the checkpointed one), CRIU's page daemon ends by itself once done,
+/// and the copy checkpoints again (pages not yet touched come in for the dump).
+#[test]
+fn lazy_pages_restore_runs_first_and_loses_nothing() {
+    require_checkpoint!();
+    let tmp = TempDir::new("lazy");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Heap", &["32"]);
+    let before = app
+        .out
+        .wait_for("tick 2", |l| l.starts_with("tick 2 "))
+        .split(" sum ")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    checkpoint_ok(app.pid);
+    app.wait();
+
+    let mut c = crac_java();
+    c.arg("-XX:CRaCEngineOptions=lazy_pages=true,print_command=true")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let mut restored = Proc::spawn(c);
+    let first = restored
+        .out
+        .wait_for("a tick after the lazy restore", |l| l.starts_with("tick "));
+    assert!(
+        first.ends_with(&format!(" sum {before}")),
+        "{first} vs {before}"
+    );
+    let commands = restored.err.snapshot().join("\n");
+    assert!(
+        commands.contains(" lazy-pages -D ") && commands.contains(" --lazy-pages"),
+        "{commands}"
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let daemon = || {
+        restored.descendants().into_iter().any(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"lazy-pages"))
+        })
+    };
+    while daemon() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CRIU's lazy-pages daemon never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let jvm = *restored.descendants().last().unwrap();
+    checkpoint_ok(jvm);
+    restored.wait();
+
+    let mut again = restore(&image);
+    let line = again
+        .out
+        .wait_for("a tick of the re-checkpointed copy", |l| {
+            l.starts_with("tick ")
+        });
+    assert!(
+        line.ends_with(&format!(" sum {before}")),
+        "{line} vs {before}"
+    );
+    again.signal(libc::SIGTERM);
+    assert_eq!(again.wait().code(), Some(143));
+}

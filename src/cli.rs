@@ -317,4 +317,28 @@ mod tests {
             Err(UsageError::Conflict)
         );
     }
+
+    #[test]
+    fn every_crac_option_is_documented() {
+        let help = crate::doc::help(&crate::doc::CRAC_JAVA);
+        for (arg, name) in [
+            ("-XX:CRaCCheckpointTo=/d", "CRaCCheckpointTo"),
+            ("-XX:CRaCRestoreFrom=/d", "CRaCRestoreFrom"),
+            ("-XX:CRaCShimJava=/j", "CRaCShimJava"),
+            ("-XX:CRaCEngine=criu", "CRaCEngine="),
+            ("-XX:CRaCEngineOptions=lazy_pages=true", "lazy_pages"),
+            ("-XX:CRaCMinPid=200", "CRaCMinPid"),
+            (
+                "-XX:+CRaCIgnoreRestoreIfUnavailable",
+                "CRaCIgnoreRestoreIfUnavailable",
+            ),
+            (
+                "-XX:+CRaCPrintResourcesOnCheckpoint",
+                "CRaCPrintResourcesOnCheckpoint",
+            ),
+        ] {
+            assert!(parse(args(&[arg, "Main"])).is_ok(), "{arg} parses");
+            assert!(help.contains(name), "{name} is in --crac-help");
+        }
+    }
 }

@@ -50,6 +50,33 @@ pub const CRAC_JAVA: Page = Page {
                 new PID namespace.",
         },
         Item {
+            term: "-XX:+CRaCIgnoreRestoreIfUnavailable",
+            help: "With -XX:CRaCRestoreFrom: when the image is missing or cannot be restored, say \
+                why in one line on stderr and start the program from the rest of the command line \
+                instead (it may also carry -XX:CRaCCheckpointTo).",
+        },
+        Item {
+            term: "-XX:CRaCEngine=criu|PATH",
+            help: "The CRIU binary to use (4.2 or later); `criu` means the usual search (see \
+                CRAC_CRIU_PATH).",
+        },
+        Item {
+            term: "-XX:CRaCEngineOptions=OPTION,...",
+            help: "criu_location=PATH (as -XX:CRaCEngine), args=ARGS (extra CRIU arguments, \
+                separated by spaces), keep_running=true (the JVM goes on after each checkpoint; \
+                the image restores as a separate copy), print_command=true (print each CRIU \
+                command line on stderr), lazy_pages=true (on restore: the JVM runs before its \
+                memory is back; CRIU's lazy-pages daemon hands pages in on first touch and in \
+                the background, which pays off for large heaps), help (list them and exit).",
+        },
+        Item {
+            term: "-XX:CRaCMinPid=N",
+            help: "Give the JVM a pid of at least N (default 128), by advancing the pid counter \
+                or forking until it is reached, so that a restore in a fresh container or PID \
+                namespace does not collide with low pids. When crac-java's own pid is lower, the \
+                JVM runs as its child.",
+        },
+        Item {
             term: "-XX:+CRaCPrintResourcesOnCheckpoint",
             help: "At each checkpoint, print every open descriptor with its class and verdict \
                 (OK or BAD) on the JVM's stderr.",

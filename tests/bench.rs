@@ -31,4 +31,18 @@ fn the_benchmark_runs_end_to_end() {
     let svg = std::fs::read_to_string(tmp.join("time-to-ready.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("demo HttpServer"));
     assert!(!md.contains("failed:"), "{md}");
+
+    // The two focused modes: start-up cost part by part, and lazy against normal restores
+    // (which checks the heap's checksum after each restore).
+    for args in [&["--startup", "2"][..], &["--heap", "16", "--runs", "1"]] {
+        let mut c = Command::new(root.join("scripts/bench"));
+        c.args(args);
+        let o = run(c);
+        assert_eq!(o.code, Some(0), "{args:?}: {}\n{}", o.stdout, o.stderr);
+        assert!(
+            o.stdout.contains("| crac-java") || o.stdout.contains("| lazy_pages=true |"),
+            "{}",
+            o.stdout
+        );
+    }
 }

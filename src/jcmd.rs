@@ -279,43 +279,31 @@ fn has_agent(pid: u32) -> bool {
         .is_ok_and(|m| m.contains("libcrac_shim_agent"))
 }
 
-/// The JVMs with a live control socket: (pid, command line).
+/// The crac-shim JVMs we may control, as ps numbers them (restored copies and JVMs in
+/// containers included): the processes with the agent mapped. (Socket names would not do: a
+/// container's JVM names its socket by a pid of its own namespace.)
 fn list() -> Vec<(u32, String)> {
-    let mut dirs = Vec::new();
-    if let Some(d) = std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        dirs.push(PathBuf::from(d));
-    } else if let Ok(entries) = std::fs::read_dir("/tmp") {
-        dirs.extend(
-            entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("crac-shim-"))
-                .map(|e| e.path()),
-        );
-    }
     let mut found = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_suffix(".sock")
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let words: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .filter(|w| !w.is_empty())
-                .skip(1)
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect();
-            found.push((pid, words.join(" ")));
+        if !has_agent(pid) {
+            continue;
         }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let words: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .skip(1)
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        found.push((pid, words.join(" ")));
     }
     found.sort();
     found

@@ -339,6 +339,13 @@ fn a_jvm_in_a_container_like_namespace_checkpoints_and_restores() {
             .into_iter()
             .find(|p| namespace_pid(*p) == Some(inner) && *p != inner)
             .unwrap_or_else(|| panic!("{label}: the JVM (pid {inner} inside) is not below us"));
+        let mut list = Command::new(CRAC_JCMD);
+        list.arg("-l");
+        let listed = run(list).stdout;
+        assert!(
+            listed.lines().any(|l| l.starts_with(&format!("{outer} "))),
+            "{label}: crac-jcmd -l lists {outer}: {listed}"
+        );
         checkpoint_ok(outer);
         wait_gone(outer);
         if !prefix.is_empty() {

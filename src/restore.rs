@@ -453,6 +453,7 @@ impl Restored<'_> {
                                 supervise::send(app_pid, s);
                             }
                         } else if pid == app_pid && app_running {
+                            supervise::finish_dump_helpers_as_init();
                             if let Some(r) = report.as_mut() {
                                 r.write_all(
                                     format!("exit {}\n", exit.to_wait_status()).as_bytes(),

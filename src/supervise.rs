@@ -210,6 +210,35 @@ pub fn ensure_visible_session() -> bool {
     !session_is_invisible() || nix::unistd::setsid().is_ok()
 }
 
+/// As a PID namespace's init (a container's entry point, starting or restoring the JVM) we
+/// inherit the dump helper once CRIU has ended the JVM, and everything in the namespace dies
+/// with us: the helper still has to put the new image in place and answer crac-jcmd. Other
+/// orphans are not waited for.
+pub fn finish_dump_helpers_as_init() {
+    if std::process::id() != 1 {
+        return;
+    }
+    let is_helper = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            c.split(|b| *b == 0)
+                .nth(1)
+                .is_some_and(|a| a == crac_shim_proto::HELPER_ARG.as_bytes())
+        })
+    };
+    let children = || {
+        std::fs::read_to_string("/proc/self/task/1/children")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .collect::<Vec<u32>>()
+    };
+    while let Some(helper) = children().into_iter().find(is_helper) {
+        let mut status = 0;
+        // SAFETY: a blocking wait for one child of ours.
+        unsafe { libc::waitpid(helper as libc::pid_t, &mut status, 0) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

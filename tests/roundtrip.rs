@@ -365,6 +365,49 @@ fn a_jvm_in_a_container_like_namespace_checkpoints_and_restores() {
     }
 }
 
+/// A container whose entry point restores the JVM: crac-java is the namespace's init and the
+/// restored JVM its child. Checkpointed again (by the host's pid), the new image is complete
+/// before the namespace ends, and it continues where the container's copy was.
+#[test]
+fn a_restore_as_a_containers_init_checkpoints_again() {
+    require_checkpoint!();
+    let tmp = TempDir::new("container-restore");
+    let image = tmp.join("image");
+    let last = ticker_image(&image, &["pid"], 2);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", CRAC_JAVA])
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    // SAFETY: close_range only changes descriptor flags in the child about to exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
+            Ok(())
+        });
+    }
+    let mut copy = Proc::spawn(cmd);
+    copy.out.wait_for("the copy ticking", |l| {
+        tick(l).is_some_and(|t| t > last + 1)
+    });
+    let jvm = copy
+        .descendants()
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "java")
+        })
+        .expect("the restored JVM below the container's init");
+    checkpoint_ok(jvm);
+    copy.wait();
+    let seen = *ticks(&copy.out.all()).last().unwrap();
+
+    let mut again = restore(&image);
+    let next = again
+        .out
+        .wait_for("the image of the container's copy", |l| tick(l).is_some());
+    assert_eq!(tick(&next), Some(seen + 1));
+    again.signal(libc::SIGTERM);
+    assert_eq!(again.wait().code(), Some(143));
+}
+
 /// The pid `pid` has in its own (innermost) PID namespace.
 fn namespace_pid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

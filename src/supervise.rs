@@ -212,8 +212,8 @@ pub fn ensure_visible_session() -> bool {
 
 /// As a PID namespace's init (a container's entry point, starting or restoring the JVM) we
 /// inherit the dump helper once CRIU has ended the JVM, and everything in the namespace dies
-/// with us: the helper still has to put the new image in place and answer crac-jcmd. Other
-/// orphans are not waited for.
+/// with us: the helper still has to put the new image in place and answer crac-jcmd, and a
+/// crac-jcmd inside the namespace to print that. Other orphans are not waited for.
 pub fn finish_dump_helpers_as_init() {
     if std::process::id() != 1 {
         return;
@@ -232,11 +232,40 @@ pub fn finish_dump_helpers_as_init() {
             .filter_map(|c| c.parse::<u32>().ok())
             .collect::<Vec<u32>>()
     };
+    let mut waited = false;
     while let Some(helper) = children().into_iter().find(is_helper) {
         let mut status = 0;
         // SAFETY: a blocking wait for one child of ours.
         unsafe { libc::waitpid(helper as libc::pid_t, &mut status, 0) };
+        waited = true;
     }
+    if waited {
+        // A crac-jcmd run inside the container (docker exec) still has to print its answer:
+        // give the namespace's other processes a moment.
+        let others = || {
+            std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .is_some_and(|pid| pid != 1 && !is_zombie(pid))
+                })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while others() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 #[cfg(test)]

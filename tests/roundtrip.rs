@@ -293,7 +293,8 @@ fn monotonic_time_and_sleeps_stay_sane_across_the_gap() {
 /// JVM a session of its own. A PID namespace of the test's own makes that situation here:
 /// crac-java as the namespace's init (a container's entry point: the JVM is its child, and
 /// the image must be complete before the namespace ends with it), or started by a shell
-/// (crac-java execs the JVM). crac-jcmd, outside, names the JVM by the pid it sees.
+/// (crac-java execs the JVM). crac-jcmd runs inside the namespace, or outside naming the JVM
+/// by the pid it sees there.
 #[test]
 fn a_jvm_in_a_container_like_namespace_checkpoints_and_restores() {
     require_checkpoint!();
@@ -346,7 +347,22 @@ fn a_jvm_in_a_container_like_namespace_checkpoints_and_restores() {
             listed.lines().any(|l| l.starts_with(&format!("{outer} "))),
             "{label}: crac-jcmd -l lists {outer}: {listed}"
         );
-        checkpoint_ok(outer);
+        if prefix.is_empty() {
+            // From inside the container, as `docker exec ... crac-jcmd` would.
+            let mut jcmd = Command::new("nsenter");
+            jcmd.args(["-t", &outer.to_string(), "-p", "-m", CRAC_JCMD])
+                .arg(inner.to_string())
+                .arg("JDK.checkpoint");
+            let o = run(jcmd);
+            assert_eq!(
+                o.stdout,
+                format!("{inner}:\nCommand executed successfully\n"),
+                "{label}: {}",
+                o.stderr
+            );
+        } else {
+            checkpoint_ok(outer);
+        }
         wait_gone(outer);
         if !prefix.is_empty() {
             // The shell stays as the namespace's init; ending it ends the namespace.

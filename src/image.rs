@@ -147,44 +147,138 @@ pub struct Image {
     pub ids: Vec<u32>,
 }
 
-pub fn open(dir: &Path) -> Result<Image> {
-    let shown = dir.display();
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| anyhow::anyhow!("cannot use {shown} as an image: {e}"))?;
+/// Why an image cannot be restored (checked before CRIU runs).
+#[derive(Debug)]
+pub enum OpenError {
+    Unreadable(PathBuf, std::io::Error),
+    NotADirectory(PathBuf),
+    ForeignOwner {
+        dir: PathBuf,
+        owner: u32,
+        you: u32,
+    },
+    WritableByOthers {
+        dir: PathBuf,
+        mode: u32,
+    },
+    NoMetadata(PathBuf, std::io::Error),
+    BadMetadata(PathBuf, String),
+    JdkGone {
+        dir: PathBuf,
+        java_home: String,
+        libjvm: String,
+    },
+    JdkChanged {
+        dir: PathBuf,
+        java_home: String,
+        libjvm: String,
+    },
+    Incomplete(PathBuf, std::io::Error),
+    Damaged(PathBuf, String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use OpenError::*;
+        match self {
+            Unreadable(d, e) => write!(f, "cannot use {} as an image: {e}", d.display()),
+            NotADirectory(d) => {
+                write!(f, "{} is not a directory, so it is not a crac-shim image", d.display())
+            }
+            ForeignOwner { dir, owner, you } => write!(
+                f,
+                "{} belongs to uid {owner}, not to you (uid {you}): refusing to restore someone else's image",
+                dir.display()
+            ),
+            WritableByOthers { dir, mode } => write!(
+                f,
+                "{} is writable by others (mode {mode:o}): refusing to restore an image others could have altered; chmod 700 it",
+                dir.display()
+            ),
+            NoMetadata(d, e) => write!(
+                f,
+                "{0} is not a crac-shim image ({METADATA_FILE}: {e}); create one with crac-java -XX:CRaCCheckpointTo={0}",
+                d.display()
+            ),
+            BadMetadata(d, e) => write!(f, "{}: {e}", d.display()),
+            JdkGone { dir, java_home, libjvm } => write!(
+                f,
+                "{} cannot be restored here: the image was made with the JDK in {java_home}, whose {libjvm} is gone; install that JDK again or checkpoint with this one",
+                dir.display()
+            ),
+            JdkChanged { dir, java_home, libjvm } => write!(
+                f,
+                "{} cannot be restored here: the JDK in {java_home} changed since the checkpoint ({libjvm} differs); checkpoint again with the JDK as it is now",
+                dir.display()
+            ),
+            Incomplete(d, e) => write!(
+                f,
+                "{} is not a complete image (pstree.img: {e}); checkpoint again",
+                d.display()
+            ),
+            Damaged(d, e) => write!(
+                f,
+                "{}/pstree.img is damaged ({e}); checkpoint again",
+                d.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+pub fn open(dir: &Path) -> Result<Image, OpenError> {
+    let path = || dir.to_path_buf();
+    let meta = std::fs::metadata(dir).map_err(|e| OpenError::Unreadable(path(), e))?;
     if !meta.is_dir() {
-        bail!("{shown} is not a directory, so it is not a crac-shim image");
+        return Err(OpenError::NotADirectory(path()));
     }
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
     if meta.uid() != euid && euid != 0 {
-        bail!("{shown} belongs to uid {}, not to you (uid {euid}): refusing to restore someone else's image", meta.uid());
+        return Err(OpenError::ForeignOwner {
+            dir: path(),
+            owner: meta.uid(),
+            you: euid,
+        });
     }
     if meta.mode() & 0o022 != 0 {
-        bail!("{shown} is writable by others (mode {:o}): refusing to restore an image others could have altered; chmod 700 it", meta.mode() & 0o777);
+        return Err(OpenError::WritableByOthers {
+            dir: path(),
+            mode: meta.mode() & 0o777,
+        });
     }
-    let text = std::fs::read_to_string(dir.join(METADATA_FILE)).map_err(|e| {
-        anyhow::anyhow!("{shown} is not a crac-shim image ({METADATA_FILE}: {e}); create one with crac-java -XX:CRaCCheckpointTo={shown}")
-    })?;
-    let meta = Metadata::decode(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    check_jdk(&meta).with_context(|| format!("{shown} cannot be restored here"))?;
-    let pstree = std::fs::read(dir.join("pstree.img")).map_err(|e| {
-        anyhow::anyhow!("{shown} is not a complete image (pstree.img: {e}); checkpoint again")
-    })?;
-    let ids = pstree_ids(&pstree)
-        .map_err(|e| anyhow::anyhow!("{shown}/pstree.img is damaged ({e}); checkpoint again"))?;
+    let text = std::fs::read_to_string(dir.join(METADATA_FILE))
+        .map_err(|e| OpenError::NoMetadata(path(), e))?;
+    let meta = Metadata::decode(&text).map_err(|e| OpenError::BadMetadata(path(), e))?;
+    check_jdk(dir, &meta)?;
+    let pstree =
+        std::fs::read(dir.join("pstree.img")).map_err(|e| OpenError::Incomplete(path(), e))?;
+    let ids = pstree_ids(&pstree).map_err(|e| OpenError::Damaged(path(), e))?;
     Ok(Image {
-        dir: dir.to_path_buf(),
+        dir: path(),
         meta,
         ids,
     })
 }
 
-fn check_jdk(meta: &Metadata) -> Result<()> {
-    if let Some((path, size, mtime)) = &meta.libjvm {
-        let now = std::fs::metadata(path)
-            .map_err(|_| anyhow::anyhow!("the image was made with the JDK in {}, whose {path} is gone; install that JDK again or checkpoint with this one", meta.java_home))?;
+/// The image's JVM code must be the same as when it was dumped: CRIU maps libjvm.so back.
+fn check_jdk(dir: &Path, meta: &Metadata) -> Result<(), OpenError> {
+    if let Some((libjvm, size, mtime)) = &meta.libjvm {
+        let (dir, java_home, libjvm) = (dir.to_path_buf(), meta.java_home.clone(), libjvm.clone());
+        let Ok(now) = std::fs::metadata(&libjvm) else {
+            return Err(OpenError::JdkGone {
+                dir,
+                java_home,
+                libjvm,
+            });
+        };
         if now.len() != *size || now.mtime() != *mtime {
-            bail!("the JDK in {} changed since the checkpoint ({path} differs); checkpoint again with the JDK as it is now", meta.java_home);
+            return Err(OpenError::JdkChanged {
+                dir,
+                java_home,
+                libjvm,
+            });
         }
     }
     Ok(())

@@ -345,3 +345,37 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A starting agent sweeps the sockets of JVMs that are gone, but a socket whose pid it cannot
+/// see may belong to a JVM in another PID namespace (a container sharing /tmp): only one that
+/// nobody listens on is stale.
+#[test]
+fn the_stale_socket_sweep_spares_sockets_someone_listens_on() {
+    require_checkpoint!();
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("sweep");
+    let dir = tmp.join("run");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Pids above the kernel's limit (2^22): no process here has them.
+    let stale = dir.join("4194399.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let live = dir.join("4194398.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+
+    let mut c = crac_java();
+    c.env("CRAC_SHIM_RUNTIME_DIR", &dir);
+    let app = start_checkpointable_with(c, &tmp.join("image"), "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let own = dir.join(format!("{}.sock", app.pid));
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !own.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent's socket never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!stale.exists(), "a socket nobody listens on is swept");
+    assert!(live.exists(), "a socket someone listens on stays");
+}

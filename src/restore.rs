@@ -44,15 +44,10 @@ enum IdState {
 }
 
 fn id_state(id: u32) -> IdState {
-    match std::fs::read_to_string(format!("/proc/{id}/stat")) {
-        Err(_) => IdState::Free,
-        Ok(stat) => match stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-        {
-            Some("Z") | Some("X") => IdState::Zombie,
-            _ => IdState::Taken,
-        },
+    match supervise::process_state(id) {
+        None => IdState::Free,
+        Some('Z' | 'X') => IdState::Zombie,
+        Some(_) => IdState::Taken,
     }
 }
 
@@ -588,10 +583,5 @@ fn namespace_init(
 
 /// The first child of `pid`, as this PID namespace numbers it.
 fn first_child(pid: u32) -> Option<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    supervise::children(pid).first().copied()
 }

@@ -147,27 +147,39 @@ pub fn reap() -> Vec<(libc::pid_t, Exit)> {
     }
 }
 
+/// The children of `pid`, of whichever of its threads.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|t| {
+            std::fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Every process below `pid`, children before grandchildren.
 pub fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
-            .into_iter()
-            .flatten()
-            .flatten();
-        for t in tasks {
-            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            for c in children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-            {
-                found.push(c);
-                todo.push(c);
-            }
+        for c in children(p) {
+            found.push(c);
+            todo.push(c);
         }
     }
     found
+}
+
+/// The state letter of `pid` in /proc (R, S, Z, ...), or None when there is no such process.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Kills every process below us and reaps our children: nothing of a failed restore may
@@ -225,15 +237,8 @@ pub fn finish_dump_helpers_as_init() {
                 .is_some_and(|a| a == crac_shim_proto::HELPER_ARG.as_bytes())
         })
     };
-    let children = || {
-        std::fs::read_to_string("/proc/self/task/1/children")
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|c| c.parse::<u32>().ok())
-            .collect::<Vec<u32>>()
-    };
     let mut waited = false;
-    while let Some(helper) = children().into_iter().find(is_helper) {
+    while let Some(helper) = children(1).into_iter().find(is_helper) {
         let mut status = 0;
         // SAFETY: a blocking wait for one child of ours.
         unsafe { libc::waitpid(helper as libc::pid_t, &mut status, 0) };
@@ -251,7 +256,7 @@ pub fn finish_dump_helpers_as_init() {
                     e.file_name()
                         .to_str()
                         .and_then(|n| n.parse::<u32>().ok())
-                        .is_some_and(|pid| pid != 1 && !is_zombie(pid))
+                        .is_some_and(|pid| pid != 1 && process_state(pid) != Some('Z'))
                 })
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
@@ -259,13 +264,6 @@ pub fn finish_dump_helpers_as_init() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
 }
 
 #[cfg(test)]

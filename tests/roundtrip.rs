@@ -89,10 +89,8 @@ fn restored_stdio_is_the_restoring_process_stdio() {
     }
     // The JVM only: CRIU may still be on its way out (the JVM runs before it exits), and a
     // killed CRIU is a failed restore.
-    for p in descendants(child.id()) {
-        if std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "java") {
-            kill_pid(p);
-        }
+    for p in jvms_below(child.id()) {
+        kill_pid(p);
     }
     let status = child.wait().unwrap();
     assert_eq!(
@@ -312,20 +310,8 @@ fn a_jvm_in_a_container_like_namespace_checkpoints_and_restores() {
     ] {
         let tmp = TempDir::new("container");
         let image = tmp.join("image");
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-            .args(&prefix)
-            .arg(CRAC_JAVA)
-            .env("CRAC_SHIM_JAVA", default_java());
-        // Descriptors the harness inherited were opened in the outer mount namespace, which
-        // CRIU inside the new one cannot look up: keep them out of the JVM.
-        // SAFETY: close_range only changes descriptor flags in the child about to exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
-                Ok(())
-            });
-        }
+        let mut cmd = in_container(&prefix);
+        cmd.arg(CRAC_JAVA).env("CRAC_SHIM_JAVA", default_java());
         let mut app = start_checkpointable_with(cmd, &image, "Ticker", &["pid"]);
         let inner: u32 = app
             .out
@@ -390,26 +376,14 @@ fn a_restore_as_a_containers_init_checkpoints_again() {
     let tmp = TempDir::new("container-restore");
     let image = tmp.join("image");
     let last = ticker_image(&image, &["pid"], 2);
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", CRAC_JAVA])
-        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
-    // SAFETY: close_range only changes descriptor flags in the child about to exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
-            Ok(())
-        });
-    }
+    let mut cmd = in_container(&[CRAC_JAVA]);
+    cmd.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
     let mut copy = Proc::spawn(cmd);
     copy.out.wait_for("the copy ticking", |l| {
         tick(l).is_some_and(|t| t > last + 1)
     });
-    let jvm = copy
-        .descendants()
-        .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "java")
-        })
+    let jvm = jvms_below(copy.pid)
+        .next()
         .expect("the restored JVM below the container's init");
     checkpoint_ok(jvm);
     copy.wait();
@@ -422,6 +396,30 @@ fn a_restore_as_a_containers_init_checkpoints_again() {
     assert_eq!(tick(&next), Some(seen + 1));
     again.signal(libc::SIGTERM);
     assert_eq!(again.wait().code(), Some(143));
+}
+
+/// `unshare` into PID and mount namespaces of the test's own, as a container starts `args`
+/// (the namespace dies with `unshare`). Descriptors the harness inherited were opened in the
+/// outer mount namespace, which CRIU inside cannot look up: they stay out.
+fn in_container(args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .args(args);
+    // SAFETY: close_range only changes descriptor flags in the child about to exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// The JVMs below `pid` (not CRIU, nor crac-java).
+fn jvms_below(pid: u32) -> impl Iterator<Item = u32> {
+    descendants(pid).into_iter().filter(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "java")
+    })
 }
 
 /// The pid `pid` has in its own (innermost) PID namespace.

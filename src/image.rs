@@ -161,6 +161,19 @@ pub enum OpenError {
         dir: PathBuf,
         mode: u32,
     },
+    /// A file inside the image that another user owns or could have written.
+    UntrustedFile {
+        file: PathBuf,
+        owner: u32,
+        mode: u32,
+        you: u32,
+    },
+    /// A directory on the way to the image that another user could swap it in.
+    ForeignAncestor {
+        dir: PathBuf,
+        ancestor: PathBuf,
+        owner: u32,
+    },
     NoMetadata(PathBuf, std::io::Error),
     BadMetadata(PathBuf, String),
     JdkGone {
@@ -187,13 +200,28 @@ impl std::fmt::Display for OpenError {
             }
             ForeignOwner { dir, owner, you } => write!(
                 f,
-                "{} belongs to uid {owner}, not to you (uid {you}): refusing to restore someone else's image",
+                "{} belongs to uid {owner}, not to you (uid {you}): refusing to restore someone else's image; check it and chown -R it, or checkpoint again",
                 dir.display()
             ),
             WritableByOthers { dir, mode } => write!(
                 f,
                 "{} is writable by others (mode {mode:o}): refusing to restore an image others could have altered; chmod 700 it",
                 dir.display()
+            ),
+            UntrustedFile { file, owner, mode, you } => {
+                if *mode & 0o170000 == 0o120000 {
+                    write!(f, "{} is a symbolic link: refusing to restore an image whose files may lie elsewhere; replace it by the file it names", file.display())
+                } else if owner != you {
+                    write!(f, "{} belongs to uid {owner}, not to you (uid {you}): refusing to run memory another user could have written; check the image and chown -R it, or checkpoint again", file.display())
+                } else {
+                    write!(f, "{} is writable by others (mode {:o}): refusing to run memory others could have altered; chmod go-w it after checking the image, or checkpoint again", file.display(), mode & 0o7777)
+                }
+            }
+            ForeignAncestor { dir, ancestor, owner } => write!(
+                f,
+                "{} lies in {}, which belongs to uid {owner}: that user could swap the image; move the image into a directory of yours",
+                dir.display(),
+                ancestor.display()
             ),
             NoMetadata(d, e) => write!(
                 f,
@@ -235,7 +263,9 @@ pub fn open(dir: &Path) -> Result<Image, OpenError> {
     }
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
-    if meta.uid() != euid && euid != 0 {
+    // Root is no exception: root restoring an image another user could write would run that
+    // user's memory as root.
+    if meta.uid() != euid {
         return Err(OpenError::ForeignOwner {
             dir: path(),
             owner: meta.uid(),
@@ -248,6 +278,8 @@ pub fn open(dir: &Path) -> Result<Image, OpenError> {
             mode: meta.mode() & 0o777,
         });
     }
+    check_ancestors(dir, euid)?;
+    check_files_trusted(dir, euid)?;
     let text = std::fs::read_to_string(dir.join(METADATA_FILE))
         .map_err(|e| OpenError::NoMetadata(path(), e))?;
     let meta = Metadata::decode(&text).map_err(|e| OpenError::BadMetadata(path(), e))?;
@@ -260,6 +292,65 @@ pub fn open(dir: &Path) -> Result<Image, OpenError> {
         meta,
         ids,
     })
+}
+
+/// Every file CRIU will read (and every directory below the image) must be the restoring
+/// user's, writable by nobody else, and not a symbolic link: CRIU runs what these files say.
+fn check_files_trusted(dir: &Path, euid: u32) -> Result<(), OpenError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| OpenError::Unreadable(dir.into(), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| OpenError::Unreadable(dir.into(), e))?;
+        let file = entry.path();
+        let m =
+            std::fs::symlink_metadata(&file).map_err(|e| OpenError::Unreadable(file.clone(), e))?;
+        if m.file_type().is_symlink() || m.uid() != euid || m.mode() & 0o022 != 0 {
+            return Err(OpenError::UntrustedFile {
+                file,
+                owner: m.uid(),
+                mode: m.mode(),
+                you: euid,
+            });
+        }
+        if m.is_dir() {
+            check_files_trusted(&file, euid)?;
+        }
+    }
+    Ok(())
+}
+
+/// A directory on the way to the image that belongs to another user (not root) lets that user
+/// rename the image away and put their own in its place between our checks and CRIU's reads.
+fn check_ancestors(dir: &Path, euid: u32) -> Result<(), OpenError> {
+    match foreign_ancestor(dir, euid) {
+        Ok(None) => Ok(()),
+        Ok(Some((ancestor, owner))) => Err(OpenError::ForeignAncestor {
+            dir: dir.into(),
+            ancestor,
+            owner,
+        }),
+        Err(e) => Err(OpenError::Unreadable(dir.into(), e)),
+    }
+}
+
+/// The first existing directory on the resolved way to `path` owned by neither `euid` nor root.
+fn foreign_ancestor(path: &Path, euid: u32) -> std::io::Result<Option<(PathBuf, u32)>> {
+    let mut existing = path;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) => existing = p,
+            None => return Ok(None),
+        }
+    }
+    let real = std::fs::canonicalize(existing)?;
+    let mut walked = PathBuf::from("/");
+    for part in real.components().skip(1) {
+        walked.push(part);
+        let owner = std::fs::metadata(&walked).map(|m| m.uid()).unwrap_or(0);
+        if owner != euid && owner != 0 {
+            return Ok(Some((walked, owner)));
+        }
+    }
+    Ok(None)
 }
 
 /// The image's JVM code must be the same as when it was dumped: CRIU maps libjvm.so back.
@@ -408,26 +499,14 @@ pub fn prepare_target(dir: &Path) -> Result<()> {
 fn refuse_foreign_ancestors(dir: &Path) -> Result<()> {
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
-    let mut existing = dir;
-    while !existing.exists() {
-        match existing.parent() {
-            Some(p) => existing = p,
-            None => return Ok(()),
-        }
-    }
-    let real = std::fs::canonicalize(existing)
-        .with_context(|| format!("cannot resolve {}", existing.display()))?;
-    let mut walked = PathBuf::from("/");
-    for part in real.components().skip(1) {
-        walked.push(part);
-        let owner = std::fs::metadata(&walked).map(|m| m.uid()).unwrap_or(0);
-        if owner != euid && owner != 0 {
-            bail!(
-                "{} leads into {}, which belongs to uid {owner}: refusing to write an image (the whole heap) there",
-                dir.display(),
-                walked.display()
-            );
-        }
+    let found =
+        foreign_ancestor(dir, euid).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    if let Some((walked, owner)) = found {
+        bail!(
+            "{} leads into {}, which belongs to uid {owner}: refusing to write an image (the whole heap) there",
+            dir.display(),
+            walked.display()
+        );
     }
     Ok(())
 }

@@ -80,8 +80,54 @@ fn images_of_others_or_writable_by_others_are_refused() {
     assert!(o.stderr.contains("writable by others"), "{}", o.stderr);
     std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o700)).unwrap();
 
-    // An image of another user, restored by that other user... is refused to us as well.
+    // Root never runs memory another user could have written: one file of another user, one
+    // file writable by others, a symbolic link, or a directory on the way that another user
+    // owns (they could swap the image) each refuse the restore, naming the culprit.
+    let pages = std::fs::read_dir(&image)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pages-")
+        })
+        .expect("a pages file");
+    let refused = |what: &str, needle: &str| {
+        let o = run(restore_cmd());
+        assert_eq!(o.code, Some(1), "{what}: {}", o.stderr);
+        assert_eq!(o.stderr.lines().count(), 1, "{what}: {}", o.stderr);
+        assert!(o.stderr.contains(needle), "{what}: {}", o.stderr);
+    };
+    std::os::unix::fs::chown(&pages, Some(65534), Some(65534)).unwrap();
+    refused(
+        "a pages file of nobody",
+        &format!("{} belongs to uid 65534", pages.display()),
+    );
+    std::os::unix::fs::chown(&pages, Some(0), Some(0)).unwrap();
+    let mode = std::fs::metadata(&pages).unwrap().mode();
+    std::fs::set_permissions(&pages, std::fs::Permissions::from_mode(0o666)).unwrap();
+    refused("a pages file of mode 666", "writable by others (mode 666)");
+    std::fs::set_permissions(&pages, std::fs::Permissions::from_mode(mode)).unwrap();
+    let moved = tmp.join("pages-elsewhere.img");
+    std::fs::rename(&pages, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &pages).unwrap();
+    refused("a symlinked pages file", "is a symbolic link");
+    std::fs::remove_file(&pages).unwrap();
+    std::fs::rename(&moved, &pages).unwrap();
+    std::os::unix::fs::chown(tmp.path(), Some(65534), Some(65534)).unwrap();
+    refused("an ancestor of nobody", "which belongs to uid 65534");
+    std::os::unix::fs::chown(tmp.path(), Some(0), Some(0)).unwrap();
+    for f in std::fs::read_dir(&image).unwrap() {
+        std::os::unix::fs::chown(f.unwrap().path(), Some(65534), Some(65534)).unwrap();
+    }
     std::os::unix::fs::chown(&image, Some(65534), Some(65534)).unwrap();
+    refused(
+        "an image of nobody restored by root",
+        "belongs to uid 65534, not to you (uid 0)",
+    );
+
+    // Its owner, without CRIU's capabilities, cannot restore it either.
     let public = public_copy(&tmp);
     let mut c = as_nobody(&public.crac_java);
     c.env("CRAC_SHIM_RUNTIME_DIR", tmp.join("nobody-run"));

@@ -230,11 +230,21 @@ fn exchange(pid: u32, path: &str, request: &Request) -> Result<Option<i32>> {
             "{pid} is not a crac-shim JVM (no control socket {path}); start it with crac-java -XX:CRaCCheckpointTo=DIR"
         ),
     };
-    stream
-        .write_all(request.encode().as_bytes())
-        .context("cannot send the request")?;
+    // A connection still waiting in the listener's queue when the agent closes its socket for
+    // a checkpoint is reset unseen: the request never ran, so it is asked again like BUSY.
+    let unseen = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ) && has_agent(pid)
+    };
+    match stream.write_all(request.encode().as_bytes()) {
+        Err(e) if unseen(&e) => return Ok(None),
+        other => other.context("cannot send the request")?,
+    }
     let mut lines = BufReader::new(stream).lines();
     let first = match lines.next() {
+        Some(Err(e)) if unseen(&e) => return Ok(None),
         Some(line) => line.context("the JVM's answer broke off")?,
         None => bail!("the JVM closed the connection without an answer"),
     };

@@ -27,6 +27,10 @@ pub struct Invocation {
     pub ignore_restore_failure: bool,
     /// -Djdk.crac.resource-policies=FILE (also passed on to java)
     pub policy_file: Option<PathBuf>,
+    /// -XX:CRaCIgnoredFileDescriptors=N|PATH,...
+    pub ignored_fds: Vec<String>,
+    /// Where in `java_args` the main class (or -jar, -m, a source file) starts.
+    pub main_at: Option<usize>,
     pub help: bool,
     pub version: bool,
     pub man: Option<String>,
@@ -41,8 +45,9 @@ pub struct Invocation {
 #[derive(Debug, PartialEq, Eq)]
 pub enum UsageError {
     Unknown(String),
+    /// A CRaC option crac-shim knows of but does not implement.
+    Unsupported(String),
     MissingValue(&'static str),
-    Conflict,
     NotUtf8(&'static str),
     BadValue(String),
 }
@@ -54,10 +59,11 @@ impl fmt::Display for UsageError {
                 f,
                 "unrecognized option {o}: see crac-java --crac-help for the CRaC options crac-java knows"
             ),
+            UsageError::Unsupported(o) => write!(
+                f,
+                "{o} is a CRaC option that crac-shim does not support yet; remove it (docs/JAVA-API.md lists what is supported)"
+            ),
             UsageError::MissingValue(o) => write!(f, "{o} needs a value, as in {o}=/path"),
-            UsageError::Conflict => {
-                write!(f, "-XX:CRaCCheckpointTo and -XX:CRaCRestoreFrom go together only with -XX:+CRaCIgnoreRestoreIfUnavailable (a restored JVM keeps the checkpoint directory it was started with)")
-            }
             UsageError::NotUtf8(o) => write!(f, "{o} must be valid UTF-8"),
             UsageError::BadValue(m) => f.write_str(m),
         }
@@ -87,6 +93,21 @@ const TAKES_VALUE: &[&str] = &[
     "-splash",
 ];
 
+/// Options of a CRaC JDK that crac-shim does not implement: refused by name rather than
+/// passed to a stock java, which would fail with "Unrecognized VM option".
+const UNSUPPORTED_CRAC: &[&str] = &[
+    "CPUFeatures",
+    "CheckCPUFeatures",
+    "IgnoreCPUFeatures",
+    "ShowCPUFeatures",
+    "CRaCImageLabels",
+    "CRaCRequiredImageLabels",
+    "CRaCAllowToSkipCheckpoint",
+    "CRaCPauseOnCheckpointError",
+    "CRaCHeapDumpOnCheckpointException",
+    "CRaCDoThrowCheckpointException",
+];
+
 /// Options after which the remaining arguments belong to the program.
 const ENDS_OPTIONS_WITH_VALUE: &[&str] = &["-jar", "-m", "--module"];
 
@@ -103,6 +124,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             // The main class, a source file or an @argfile: the rest is not ours to read.
             // (@argfiles are java's business and pass through.)
             let is_argfile = bytes.starts_with(b"@");
+            if !is_argfile {
+                inv.main_at = Some(inv.java_args.len());
+            }
             inv.java_args.push(arg);
             if !is_argfile {
                 inv.java_args.extend(iter);
@@ -116,9 +140,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             continue;
         }
         if ENDS_OPTIONS_WITH_VALUE.contains(&text.as_ref()) {
+            inv.main_at = Some(inv.java_args.len());
             inv.java_args.push(arg);
             inv.java_args.extend(iter);
             break;
+        }
+        if let Some(xx) = text.strip_prefix("-XX:") {
+            let name = xx.trim_start_matches(['+', '-']);
+            let name = name.split_once('=').map_or(name, |(n, _)| n);
+            if UNSUPPORTED_CRAC.contains(&name) {
+                return Err(UsageError::Unsupported(format!("-XX:{xx}")));
+            }
         }
         if let Some(crac) = text.strip_prefix("-XX:").filter(|r| {
             let name = r.trim_start_matches(['+', '-']);
@@ -159,6 +191,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                         &spec.to_string_lossy(),
                     )
                     .map_err(|e| UsageError::BadValue(format!("-XX:CRaCEngineOptions: {e}")))?;
+                }
+                "CRaCIgnoredFileDescriptors" => {
+                    let v = value("-XX:CRaCIgnoredFileDescriptors")?;
+                    inv.ignored_fds = v
+                        .to_string_lossy()
+                        .split(',')
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_string)
+                        .collect();
                 }
                 "CRaCMinPid" => {
                     let v = value("-XX:CRaCMinPid")?;
@@ -205,9 +246,6 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             }
         }
         inv.java_args.push(arg);
-    }
-    if inv.checkpoint_to.is_some() && inv.restore_from.is_some() && !inv.ignore_restore_failure {
-        return Err(UsageError::Conflict);
     }
     Ok(inv)
 }
@@ -312,10 +350,41 @@ mod tests {
             parse(args(&["-XX:+CRaCBogus"])),
             Err(UsageError::Unknown(_))
         ));
-        assert_eq!(
-            parse(args(&["-XX:CRaCCheckpointTo=a", "-XX:CRaCRestoreFrom=b"])),
-            Err(UsageError::Conflict)
+        assert!(matches!(
+            parse(args(&["-XX:CPUFeatures=generic", "Main"])),
+            Err(UsageError::Unsupported(o)) if o == "-XX:CPUFeatures=generic"
+        ));
+        assert!(matches!(
+            parse(args(&["-XX:-CRaCDoThrowCheckpointException"])),
+            Err(UsageError::Unsupported(_))
+        ));
+        // Not CRaC's: java's own business.
+        assert!(
+            parse(args(&["-XX:+UseSerialGC", "Main"]))
+                .unwrap()
+                .passthrough
         );
+    }
+
+    #[test]
+    fn restore_takes_a_new_main_and_a_next_checkpoint_directory() {
+        let inv = parse(args(&[
+            "-XX:CRaCRestoreFrom=/cp",
+            "-XX:CRaCCheckpointTo=/next",
+            "-Dx=1",
+            "NewMain",
+            "a",
+            "-b",
+        ]))
+        .unwrap();
+        assert_eq!(inv.checkpoint_to, Some(PathBuf::from("/next")));
+        assert_eq!(inv.main_at, Some(1));
+        assert_eq!(&inv.java_args[1..], args(&["NewMain", "a", "-b"]));
+        let inv = parse(args(&["-XX:CRaCIgnoredFileDescriptors=5,/var/x,", "Main"])).unwrap();
+        assert_eq!(inv.ignored_fds, ["5", "/var/x"]);
+        assert_eq!(parse(args(&["-cp", "x", "Main"])).unwrap().main_at, Some(2));
+        assert_eq!(parse(args(&["-jar", "x.jar"])).unwrap().main_at, Some(0));
+        assert_eq!(parse(args(&["-Da=b"])).unwrap().main_at, None);
     }
 
     #[test]
@@ -328,6 +397,10 @@ mod tests {
             ("-XX:CRaCEngine=criu", "CRaCEngine="),
             ("-XX:CRaCEngineOptions=lazy_pages=true", "lazy_pages"),
             ("-XX:CRaCMinPid=200", "CRaCMinPid"),
+            (
+                "-XX:CRaCIgnoredFileDescriptors=5",
+                "CRaCIgnoredFileDescriptors",
+            ),
             (
                 "-XX:+CRaCIgnoreRestoreIfUnavailable",
                 "CRaCIgnoreRestoreIfUnavailable",

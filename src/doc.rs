@@ -25,7 +25,7 @@ pub const CRAC_JAVA: Page = Page {
     synopsis: &[
         "crac-java [java options] class|-jar file|-m module [args...]",
         "crac-java -XX:CRaCCheckpointTo=DIR [java options] class|-jar file|-m module [args...]",
-        "crac-java -XX:CRaCRestoreFrom=DIR [-Dname=value...]",
+        "crac-java -XX:CRaCRestoreFrom=DIR [-XX:CRaCCheckpointTo=DIR2] [-Dname=value...] [class [args...]]",
     ],
     description: "Without a CRaC option, crac-java is java: it replaces itself with the real java \
         binary and passes every argument on untouched (so --help and -version are java's own). \
@@ -40,14 +40,22 @@ pub const CRAC_JAVA: Page = Page {
             term: "-XX:CRaCCheckpointTo=DIR",
             help: "Allow checkpoints of this JVM into DIR (created 0700 if missing). A new image \
                 replaces an existing one only once it is complete; DIR must be empty, missing \
-                or an earlier image.",
+                or an earlier image. DIR may hold CRaC's patterns, expanded at each checkpoint: \
+                %p pid, %t time (ISO-8601 UTC, 20261202T025003Z), %T time (seconds since the \
+                epoch), %b/%B boot time, %r/%R last restore (or start), %a architecture, %f CPU \
+                features (a fingerprint), %u a random UUID, %c CPU count, %m maximum heap, %g \
+                generation (1 for the first checkpoint), %% a percent sign; a width may come \
+                first (%5p), with a 0 to pad with zeros (%03g). Given with -XX:CRaCRestoreFrom, \
+                it is where the restored JVM's next checkpoint goes.",
         },
         Item {
             term: "-XX:CRaCRestoreFrom=DIR",
             help: "Restore the image in DIR instead of starting a program. -Dname=value options \
                 are handed to the restored JVM; other java options are ignored (the JVM is \
-                already configured). When the checkpointed pid is in use, the restore runs in a \
-                new PID namespace.",
+                already configured). A main class with arguments after the options is run in \
+                the restored JVM (its main method, on the thread that checkpointed) once the \
+                afterRestore notifications are done. When the checkpointed pid is in use, the \
+                restore runs in a new PID namespace.",
         },
         Item {
             term: "-XX:+CRaCIgnoreRestoreIfUnavailable",
@@ -77,15 +85,24 @@ pub const CRAC_JAVA: Page = Page {
                 JVM runs as its child.",
         },
         Item {
+            term: "-XX:CRaCIgnoredFileDescriptors=N|PATH,...",
+            help: "Descriptors (by number or path) the checkpoint's check leaves alone: CRIU saves \
+                and restores them as they are, whatever the policy says.",
+        },
+        Item {
             term: "-XX:+CRaCPrintResourcesOnCheckpoint",
             help: "At each checkpoint, print every open descriptor with its class and verdict \
                 (OK or BAD) on the JVM's stderr.",
         },
         Item {
             term: "-Djdk.crac.resource-policies=FILE",
-            help: "Descriptor policies in CRaC's format: rules of `type:` (file, socket, directory, \
-                character, or a class such as write-file), optional `path:` or `address:` globs, and \
-                `action:` close, reopen, ignore or error, separated by `---`. By default a file open \
+            help: "Descriptor policies in CRaC's format, rules separated by `---`: `type:` file \
+                (directories too), pipe, socket, filedescriptor (or a class such as write-file); \
+                filters `path:` (glob), `family:` (ipv4, ipv6, ip, unix), `localAddress:`, \
+                `remoteAddress:`, `localPort:`, `remotePort:`, `localPath:`, `remotePath:`, \
+                `value:` (descriptor number), `regex:` (on its description); `action:` close, \
+                reopen (files only), ignore or error; `warn: false` silences the notice a rule \
+                prints when it closes, reopens or ignores something. By default a file open \
                 for writing (not append-only), a connected TCP socket, a unix socket to another \
                 process and an unknown device refuse the checkpoint; logs open for appending are \
                 reopened; listening sockets and the JVM's own descriptors are kept.",

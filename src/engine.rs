@@ -80,10 +80,30 @@ mod tests {
 
     #[test]
     fn placeholders_expand() {
+        let v = crac_shim_proto::Placeholders {
+            pid: 42,
+            time: 1_764_643_803,
+            uuid: "u-u".into(),
+            generation: 3,
+            boot_time: 0,
+            restore_time: 951_782_400,
+            arch: "amd64".into(),
+            cpu_features: "00ff".into(),
+            cpus: 2,
+            max_heap: 512 << 20,
+        };
         assert_eq!(
-            expand("/cp/%p-%g-%t-%u-%%-%x", 42, 7, "u-u", 3),
-            "/cp/42-3-7-u-u-%-%x"
+            expand("/cp/%p-%g-%t-%u-%%-%x", &v),
+            "/cp/42-3-20251202T025003Z-u-u-%-%x"
         );
-        assert_eq!(expand("/plain", 1, 1, "u", 1), "/plain");
+        assert_eq!(
+            expand("%T %b %B %r %R %a %f %c %m", &v),
+            "1764643803 19700101T000000Z 0 20000229T000000Z 951782400 amd64 00ff 2 512m"
+        );
+        assert_eq!(expand("%05p|%3g|%08c|%1p", &v), "00042|  3|00000002|42");
+        assert_eq!(expand("/plain", &v), "/plain");
+        assert_eq!(expand("trailing %", &v), "trailing %");
+        assert_eq!(expand("%5", &v), "%5");
+        assert_eq!(expand("%é%", &v), "%é%");
     }
 }

@@ -57,7 +57,7 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
         let restored = locate_criu(&inv).and_then(|criu| {
             restore::run(restore::Request {
                 dir: absolute(dir)?,
-                properties: inv.restore_properties.clone(),
+                handover: handover(&inv)?,
                 criu,
                 criu_args: criu_args(&inv),
                 print_command: inv.engine_options.print_command,
@@ -76,6 +76,49 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
         None => Err(java::exec(&java, &inv.java_args, &[])),
         Some(dir) => start_checkpointable(&java, dir, &inv),
     }
+}
+
+/// What the restored JVM gets from the restore command line, as a CRaC JDK hands it over.
+fn handover(inv: &Invocation) -> Result<restore::Handover> {
+    // With +CRaCIgnoreRestoreIfUnavailable the main class is the program to start instead.
+    let new_main: Vec<String> = match inv.main_at.filter(|_| !inv.ignore_restore_failure) {
+        Some(at) => {
+            let main = &inv.java_args[at..];
+            if main[0].to_string_lossy().starts_with('-') {
+                bail!(
+                    "{} cannot follow -XX:CRaCRestoreFrom: give the main class to run after the restore (it must be on the restored JVM's class path)",
+                    main[0].to_string_lossy()
+                );
+            }
+            main.iter()
+                .map(|a| {
+                    a.to_str().map(str::to_string).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the arguments after -XX:CRaCRestoreFrom must be valid UTF-8"
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
+        None => Vec::new(),
+    };
+    // Without +CRaCIgnoreRestoreIfUnavailable a CRaCCheckpointTo given to a restore is where
+    // the restored JVM checkpoints next (with it, also where a fresh start would).
+    let checkpoint_to = match &inv.checkpoint_to {
+        Some(dir) => {
+            let dir = absolute(dir)?;
+            if !dir.to_string_lossy().contains('%') {
+                image::prepare_target(&dir)?;
+            }
+            Some(dir)
+        }
+        None => None,
+    };
+    Ok(restore::Handover {
+        properties: inv.restore_properties.clone(),
+        new_main,
+        checkpoint_to,
+    })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -152,6 +195,12 @@ fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, 
             .map_err(|e| anyhow::anyhow!("resource policies {}, {e}", policy.display()))?;
         vars.push((env::POLICY, policy.into()));
     }
+    if !inv.ignored_fds.is_empty() {
+        vars.push((
+            env::IGNORED_FDS,
+            inv.ignored_fds.join(&LIST_SEPARATOR.to_string()).into(),
+        ));
+    }
     for (on, var) in [
         (inv.print_resources, env::PRINT_RESOURCES),
         (inv.engine_options.keep_running, env::KEEP_RUNNING),
@@ -187,6 +236,13 @@ fn java_arguments(inv: &Invocation, pid: u32) -> Vec<OsString> {
         Some(jar) => {
             let mut opt = OsString::from("-Xbootclasspath/a:");
             opt.push(jar);
+            // The provider that makes CRaCMXBean a platform MXBean extends a JDK-internal
+            // class: its jar goes in only together with the export it needs.
+            if let Some(mxbean) = beside_us("crac-shim-mxbean.jar") {
+                opt.push(":");
+                opt.push(mxbean);
+                args.push("--add-exports=java.management/sun.management.spi=ALL-UNNAMED".into());
+            }
             args.push(opt);
         }
         None => eprintln!(

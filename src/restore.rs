@@ -13,9 +13,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// What the restored JVM is told besides its new pid: CRaC's restore-time inputs.
+#[derive(Debug, Default)]
+pub struct Handover {
+    /// `-Dname=value` from the restore command line.
+    pub properties: Vec<String>,
+    /// A main class and its arguments after the options: run once afterRestore is done.
+    pub new_main: Vec<String>,
+    /// `-XX:CRaCCheckpointTo` given at restore: where the restored JVM's next checkpoint goes.
+    pub checkpoint_to: Option<PathBuf>,
+}
+
 pub struct Request {
     pub dir: PathBuf,
-    pub properties: Vec<String>,
+    pub handover: Handover,
     pub criu: Criu,
     pub criu_args: Vec<String>,
     /// Print CRIU's command line on stderr (CRaCEngineOptions print_command).
@@ -194,7 +205,7 @@ fn attempt(
     let restored = Restored {
         image,
         work: &work,
-        properties: &req.properties,
+        handover: &req.handover,
         channel: ours,
         started,
         stdio_flags,
@@ -239,7 +250,7 @@ fn stdio_copies() -> Result<Vec<OwnedFd>> {
 struct Restored<'a> {
     image: &'a Image,
     work: &'a Path,
-    properties: &'a [String],
+    handover: &'a Handover,
     channel: OwnedFd,
     started: Instant,
     stdio_flags: StdioFlags,
@@ -298,8 +309,14 @@ impl Restored<'_> {
             .with("pid", pid)
             .with("restore_time", restore_time)
             .with("restore_ms", self.started.elapsed().as_millis());
-        for p in self.properties {
+        for p in &self.handover.properties {
             m.push("prop", p);
+        }
+        for a in &self.handover.new_main {
+            m.push("new_main", a);
+        }
+        if let Some(dir) = &self.handover.checkpoint_to {
+            m.push("checkpoint_to", dir.to_string_lossy());
         }
         // The restored JVM's System.getenv() becomes ours (bounded by the message size).
         let mut budget = crac_shim_proto::MAX_MESSAGE / 2;

@@ -303,3 +303,106 @@ fn a_changed_input_file_is_named_before_criu_runs() {
         o.stderr
     );
 }
+
+/// A policy file in CRaC's own words: sockets chosen by `family` and `localPort`/`remotePort`,
+/// a pipe by `type: pipe`, `warn: false` silencing the notice; applied at the checkpoint.
+#[test]
+fn a_crac_policy_file_with_family_ports_and_pipes_is_applied() {
+    require_checkpoint!();
+    let tmp = TempDir::new("cracpolicy");
+    let image = tmp.join("image");
+    let policy = tmp.join("policy.yaml");
+    // Read again at each checkpoint: the ports are known once the program runs.
+    std::fs::write(&policy, "type: pipe\naction: close\nwarn: false\n").unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()))
+        .arg("-XX:+CRaCPrintResourcesOnCheckpoint");
+    let mut app = start_checkpointable_with(cmd, &image, "Connected", &["pipe"]);
+    let connected = app
+        .out
+        .wait_for("the connection", |l| l.starts_with("connected "));
+    let ports: Vec<&str> = connected.split(' ').skip(1).collect();
+    let server_port = ports[1];
+    // The client end is the socket whose remote port is the server's.
+    let client_fd = std::fs::read_dir(format!("/proc/{}/fd", app.pid))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| {
+                let l = l.to_string_lossy().into_owned();
+                l.starts_with("socket:[")
+                    && socket_remote_port(&l[8..l.len() - 1]) == Some(server_port.parse().unwrap())
+            })
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .expect("the client socket");
+    std::fs::write(
+        &policy,
+        format!(
+            "# copied from CRaC's documentation, ports filled in\n\
+             type: socket\nfamily: ipv4\nlocalPort: {server_port}\naction: ignore\n\
+             ---\n\
+             type: socket\nfamily: ip\nremotePort: {server_port}\naction: close\nwarn: false\n\
+             ---\n\
+             type: pipe\naction: close\nwarn: false\n"
+        ),
+    )
+    .unwrap();
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    app.wait();
+    let err = app.err.all();
+    let verdict = |needle: &str| {
+        err.iter()
+            .find(|l| l.starts_with("OK: ") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no verdict for {needle}: {err:?}"))
+            .clone()
+    };
+    let pipes: Vec<&String> = err
+        .iter()
+        .filter(|l| l.ends_with("(pipe, close)"))
+        .collect();
+    assert_eq!(
+        pipes.len(),
+        2,
+        "both ends of the program's pipe, nothing of the agent's: {err:?}"
+    );
+    assert!(
+        verdict(&format!("fd={client_fd} ")).ends_with("(connected-tcp, close)"),
+        "{err:?}"
+    );
+    // The listening socket and the accepted connection (local port = the server's) are kept,
+    // and the rule that kept them says so; the two quiet rules say nothing.
+    let notices: Vec<&String> = err
+        .iter()
+        .filter(|l| l.contains("by the resource policy"))
+        .collect();
+    assert_eq!(notices.len(), 2, "{err:?}");
+    assert!(
+        notices
+            .iter()
+            .all(|n| n.contains("ignored") && n.contains("line 2")),
+        "{notices:?}"
+    );
+    let restored = restore(&image);
+    restored.out.wait_for("ticks after restore", |l| {
+        tick(l).is_some_and(|t| t > last + 2)
+    });
+}
+
+/// The remote port of the TCP socket with this inode, from /proc/net/tcp and tcp6.
+fn socket_remote_port(inode: &str) -> Option<u16> {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|f| {
+        std::fs::read_to_string(f)
+            .ok()?
+            .lines()
+            .skip(1)
+            .find_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                (cols.get(9) == Some(&inode))
+                    .then(|| u16::from_str_radix(cols[2].rsplit(':').next()?, 16).ok())?
+            })
+    })
+}

@@ -142,10 +142,17 @@ fn channel_messages() {
 fn policy_files() {
     fuzz("policy", |b| {
         if let Ok(p) = Policy::parse(&String::from_utf8_lossy(b)) {
+            let socket = crac_shim_proto::policy::SocketInfo {
+                family: crac_shim_proto::policy::Family::Inet4,
+                local: Some("127.0.0.1:80".to_string()),
+                remote: Some("[::1]:9".to_string()),
+            };
             let subject = crac_shim_proto::policy::Subject {
                 class: crac_shim_proto::policy::Class::WriteFile,
+                fd: 5,
                 path: "/var/log/x/y.log",
                 addresses: &["127.0.0.1:80".to_string()],
+                socket: Some(&socket),
             };
             let _ = p.action(&subject);
         }

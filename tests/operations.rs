@@ -356,3 +356,85 @@ fn lazy_pages_restore_runs_first_and_loses_nothing() {
     again.signal(libc::SIGTERM);
     assert_eq!(again.wait().code(), Some(143));
 }
+
+/// CRaC's restore-time inputs and naming: patterns in CRaCCheckpointTo, a main class after
+/// CRaCRestoreFrom, a new CRaCCheckpointTo given to the restore, ignored descriptors, and
+/// CRaC options crac-shim lacks refused by name.
+#[test]
+fn crac_restore_options_and_checkpoint_patterns() {
+    require_checkpoint!();
+    let tmp = TempDir::new("cracopts");
+    let write_file = tmp.join("data.bin");
+    let mut cmd = crac_java();
+    // A file open for writing refuses a checkpoint unless the check is told to leave it alone.
+    cmd.arg(format!(
+        "-XX:CRaCIgnoredFileDescriptors={}",
+        write_file.display()
+    ));
+    let app = start_checkpointable_with(
+        cmd,
+        &tmp.join("cp-%a-%c-%m-%03g"),
+        "Files",
+        &[&format!("write={}", write_file.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    drop(app);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let image = tmp.join(&format!("cp-amd64-{cpus}-64m-001"));
+    assert!(
+        image.join("crac-shim.meta").is_file(),
+        "patterns expanded: {:?}",
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+
+    let next = tmp.join("next");
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()))
+        .arg(format!("-XX:CRaCCheckpointTo={}", next.display()))
+        .arg("-Dwho=restorer")
+        .args(["AfterRestore", "a", "b c"]);
+    let mut copy = Proc::spawn(c);
+    copy.out
+        .wait_for("the new main", |l| l.starts_with("after-restore main"));
+    copy.out
+        .wait_for("ticks go on", |l| tick(l).is_some_and(|t| t > last + 2));
+    let out = copy.out.snapshot();
+    let main_line = out
+        .iter()
+        .find(|l| l.starts_with("after-restore main"))
+        .unwrap();
+    assert!(
+        main_line.starts_with("after-restore main a|b c who=restorer on "),
+        "{main_line}"
+    );
+    let copy_pid = *copy.descendants().last().unwrap();
+    checkpoint_ok(copy_pid);
+    copy.wait();
+    assert!(
+        next.join("crac-shim.meta").is_file(),
+        "the restored copy checkpoints into the directory its restore named"
+    );
+
+    let mut c = crac_java();
+    c.args([
+        "-XX:CPUFeatures=generic",
+        "-XX:CRaCCheckpointTo=/tmp/x",
+        "Main",
+    ]);
+    let o = run(c);
+    assert_eq!(o.code, Some(1));
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("-XX:CPUFeatures=generic is a CRaC option that crac-shim does not support"),
+        "{}",
+        o.stderr
+    );
+}

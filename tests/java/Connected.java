@@ -7,6 +7,7 @@ import java.net.Socket;
  */
 public class Connected {
     static Object keep;
+    static Object pipe;
 
     public static void main(String[] args) throws Exception {
         if (args.length > 0 && args[0].startsWith("unix=")) {
@@ -16,6 +17,9 @@ public class Connected {
                 Thread.sleep(50);
             }
         }
+        if (args.length > 0 && args[0].equals("pipe")) {
+            pipe = java.nio.channels.Pipe.open();
+        }
         ServerSocket server = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress());
         Socket client = new Socket(server.getInetAddress(), server.getLocalPort());
         Socket accepted = server.accept();
@@ -23,7 +27,7 @@ public class Connected {
         for (int i = 1; ; i++) {
             System.out.println("tick " + i);
             Thread.sleep(50);
-            if (args.length > 0 && i == 1) {
+            if (args.length > 0 && args[0].equals("close") && i == 1) {
                 System.out.println("closing");
             }
         }

@@ -141,6 +141,8 @@ pub fn classes() -> &'static Path {
         if api.is_file() {
             files.extend(java_files(&src.join("api")));
         }
+        // Stand-ins for framework code (org.crac, a Spring-Boot-shaped app): reflection only.
+        files.extend(java_files_under(&src.join("framework")));
         let javac = default_java().with_file_name("javac");
         let out = Command::new(javac)
             .args(["--release", "17", "-nowarn", "-XDignore.symbol.file", "-cp"])
@@ -157,6 +159,16 @@ pub fn classes() -> &'static Path {
         );
         dir
     })
+}
+
+fn java_files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = java_files(dir);
+    for sub in std::fs::read_dir(dir).unwrap().flatten() {
+        if sub.path().is_dir() {
+            files.extend(java_files_under(&sub.path()));
+        }
+    }
+    files
 }
 
 fn java_files(dir: &Path) -> Vec<PathBuf> {
@@ -347,6 +359,18 @@ pub struct PublicCopy {
     pub classes: PathBuf,
 }
 
+/// Copies a directory tree (class files in packages).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 pub fn public_copy(tmp: &TempDir) -> PublicCopy {
     use std::os::unix::fs::PermissionsExt;
     let dir = tmp.join("public");
@@ -359,6 +383,7 @@ pub fn public_copy(tmp: &TempDir) -> PublicCopy {
         "crac-jcmd",
         "libcrac_shim_agent.so",
         "crac-shim-api.jar",
+        "crac-shim-mxbean.jar",
         "criu",
     ] {
         let from = bin_dir().join(name);
@@ -367,10 +392,7 @@ pub fn public_copy(tmp: &TempDir) -> PublicCopy {
         }
     }
     let classes = dir.join("classes");
-    std::fs::create_dir_all(&classes).unwrap();
-    for e in std::fs::read_dir(self::classes()).unwrap().flatten() {
-        std::fs::copy(e.path(), classes.join(e.file_name())).unwrap();
-    }
+    copy_tree(self::classes(), &classes);
     PublicCopy {
         crac_java: dir.join("crac-java"),
         crac_jcmd: dir.join("crac-jcmd"),

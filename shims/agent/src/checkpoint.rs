@@ -38,6 +38,70 @@ pub enum Outcome {
 /// Checkpoints so far in this JVM's life (a restored copy goes on counting): CRaC's %g.
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
+/// The JVM's maximum heap as Java last reported it (CRaC's `%m`).
+pub static MAX_HEAP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A `-XX:CRaCCheckpointTo` given to the restore that made this copy: where the next
+/// checkpoint goes (CRaC's restore-settable flag).
+static CHECKPOINT_TO_FROM_RESTORE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// When this JVM started or was last restored, seconds since the epoch (CRaC's `%r`).
+static LAST_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Called once when the agent starts.
+pub fn note_start() {
+    LAST_START.store(now_secs(), Ordering::Release);
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The machine's boot, from /proc/stat's btime.
+fn boot_time() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CRaC's `%f`: a fingerprint of the CPU's feature flags, so that images made on CPUs that
+/// differ land in different directories.
+fn cpu_features() -> String {
+    let flags = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, f)| f.trim().to_string())
+        })
+        .unwrap_or_default();
+    // FNV-1a, 64 bits: stable across runs and versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in flags.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn java_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "i386",
+        other => other,
+    }
+}
+
+fn online_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
 /// Set by `crac-jcmd PID JDK.checkpoint keep_running=true` for the next checkpoint only.
 pub static KEEP_RUNNING_ONCE: AtomicBool = AtomicBool::new(false);
 
@@ -96,6 +160,12 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             crate::jni::refresh_after_restore(&env);
+            LAST_START.store(now_secs(), Ordering::Release);
+            if let Some(dir) = greeting.get("checkpoint_to") {
+                if let Ok(mut next) = CHECKPOINT_TO_FROM_RESTORE.lock() {
+                    *next = Some(dir.to_string());
+                }
+            }
             Outcome::Restored(greeting)
         }
         Ok(outcome) => outcome,
@@ -152,16 +222,40 @@ fn print_resources(entries: &[scan::Entry]) {
     crate::sys::write_all_raw(2, text.as_bytes());
 }
 
+/// As CRaC does, say what a policy rule did to a descriptor, unless the rule says `warn: false`.
+fn notify_policy_decisions(entries: &[scan::Entry], config: &Config) {
+    let mut text = String::new();
+    for e in entries {
+        if let Some(line) = e.noticed_rule {
+            text.push_str(&format!(
+                "crac-shim: {}: {} by the resource policy ({}, line {line})\n",
+                e.crac_line(),
+                match e.action {
+                    Action::Keep => "ignored",
+                    Action::Close => "closed",
+                    Action::Reopen => "reopened",
+                    Action::Refuse => "refused",
+                },
+                config.policy_file.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    if !text.is_empty() {
+        crate::sys::write_all_raw(2, text.as_bytes());
+    }
+}
+
 fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result<Outcome> {
     let policy = match policy(config) {
         Ok(p) => p,
         Err(e) => return Ok(refuse(client, e)),
     };
     let exclude: Vec<RawFd> = client.iter().map(|c| c.as_raw_fd()).collect();
-    let entries = scan::scan(&exclude, &policy);
+    let entries = scan::scan(&exclude, &policy, &config.ignored_fds);
     if config.print_resources {
         print_resources(&entries);
     }
+    notify_policy_decisions(&entries, config);
     let refused: Vec<String> = entries
         .iter()
         .filter(|e| e.action == Action::Refuse)
@@ -207,14 +301,25 @@ fn dump_prepared(
     )?;
     let places = placeholders()?;
     let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    let template = CHECKPOINT_TO_FROM_RESTORE
+        .lock()
+        .ok()
+        .and_then(|t| t.clone())
+        .unwrap_or_else(|| config.checkpoint_to.clone());
     let dir = crac_shim_proto::expand_placeholders(
-        &config.checkpoint_to,
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        &random_uuid(),
-        generation,
+        &template,
+        &crac_shim_proto::Placeholders {
+            pid: std::process::id(),
+            time: now_secs(),
+            uuid: random_uuid(),
+            generation,
+            boot_time: boot_time(),
+            restore_time: LAST_START.load(Ordering::Acquire),
+            arch: java_arch().to_string(),
+            cpu_features: cpu_features(),
+            cpus: online_cpus(),
+            max_heap: MAX_HEAP.load(Ordering::Acquire),
+        },
     );
     let keep_running = config.keep_running || KEEP_RUNNING_ONCE.swap(false, Ordering::AcqRel);
     let mut dump = Message::new(kind::DUMP)

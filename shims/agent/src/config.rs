@@ -17,6 +17,8 @@ pub struct Config {
     pub keep_running: bool,
     /// `-XX:CRaCEngineOptions=print_command=true`.
     pub print_command: bool,
+    /// `-XX:CRaCIgnoredFileDescriptors`: numbers and paths the scan leaves alone.
+    pub ignored_fds: Vec<String>,
 }
 
 /// Reads the configuration and removes every trace of the agent from the environment.
@@ -36,6 +38,9 @@ pub fn capture_and_scrub() -> Option<Config> {
         print_resources: get(env::PRINT_RESOURCES).is_some(),
         keep_running: get(env::KEEP_RUNNING).is_some(),
         print_command: get(env::PRINT_COMMAND).is_some(),
+        ignored_fds: get(env::IGNORED_FDS)
+            .map(|v| v.split(LIST_SEPARATOR).map(str::to_string).collect())
+            .unwrap_or_default(),
     };
     let agent = get(env::AGENT);
     // Runs in the loader's constructor: no other thread exists yet, so changing the

@@ -155,7 +155,8 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
                 let _ = std::fs::remove_file(path);
                 return next_pid(checkpoint::run(config, Some(stream.into())), pid);
             }
-            Ok(Request::CheckpointFromJava) => {
+            Ok(Request::CheckpointFromJava { max_heap }) => {
+                checkpoint::MAX_HEAP.store(max_heap, std::sync::atomic::Ordering::Release);
                 let Some(answer_pipe) = hand_java_a_pipe(stream) else {
                     continue;
                 };
@@ -182,6 +183,9 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
 /// and says so; then the connection closes and only the (unnamed) pipe goes into the image.
 fn hand_java_a_pipe(mut stream: UnixStream) -> Option<OwnedFd> {
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    if let Ok(st) = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&write_end)) {
+        crate::scan::AGENT_PIPE.store(st.st_ino, std::sync::atomic::Ordering::Release);
+    }
     stream
         .write_all(format!("pipe {}\n", std::os::fd::AsRawFd::as_raw_fd(&read_end)).as_bytes())
         .ok()?;
@@ -211,13 +215,16 @@ fn answer_for_java(outcome: &Outcome, runtime_dir: &str) -> Vec<u8> {
                 .and_then(|p| p.parse().ok())
                 .unwrap_or_else(std::process::id);
             let mut m = Message::new("restored").with("socket", socket_path(runtime_dir, pid));
-            for key in ["restore_time"] {
+            for key in ["restore_time", "restore_ms"] {
                 if let Some(v) = greeting.get(key) {
                     m.push(key, v);
                 }
             }
             for p in greeting.get_all("prop") {
                 m.push("prop", p);
+            }
+            for a in greeting.get_all("new_main") {
+                m.push("new_main", a);
             }
             m
         }

@@ -31,6 +31,7 @@ extern "C" fn agent_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
         return;
     };
     scan::remember_inherited();
+    checkpoint::note_start();
     hooks::arm_perf_redirect(std::process::id());
     control::start(config);
 }

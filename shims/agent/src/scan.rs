@@ -2,7 +2,7 @@
 //! refuse or prepare (close/reopen), and undo the preparation afterwards.
 
 use crate::sys::fd_key;
-use crac_shim_proto::policy::{Action, Class, Policy, Subject};
+use crac_shim_proto::policy::{Action, Class, Family, Policy, SocketInfo, Subject};
 use nix::sys::socket::{
     getpeername, getsockname, getsockopt, sockopt, SockaddrLike, SockaddrStorage,
 };
@@ -20,6 +20,8 @@ pub struct Entry {
     pub fd_flags: i32,
     pub addresses: Vec<String>,
     pub action: Action,
+    /// The policy-file line of the rule that decided, when it asks for a notice.
+    pub noticed_rule: Option<usize>,
     pub size: u64,
     pub mtime: i64,
     pub offset: i64,
@@ -60,6 +62,10 @@ impl Entry {
         format!("{}: {why}; {hint}", self.crac_line())
     }
 }
+
+/// The inode of the pipe that carries the agent's answer to Java across the dump: both of its
+/// ends are ours, whatever a `type: pipe` rule says.
+pub static AGENT_PIPE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Descriptors that were open when the agent started (handed down by the JVM's parent).
 static INHERITED: OnceLock<Vec<(RawFd, u64, u64)>> = OnceLock::new();
@@ -125,12 +131,38 @@ fn addr(a: Option<SockaddrStorage>) -> Option<String> {
     (a.family().is_some()).then(|| a.to_string())
 }
 
-fn classify_socket(fd: BorrowedFd<'_>, addresses: &mut Vec<String>) -> Class {
+fn classify_socket(
+    fd: BorrowedFd<'_>,
+    addresses: &mut Vec<String>,
+    info: &mut Option<SocketInfo>,
+) -> Class {
     let raw = fd.as_raw_fd();
-    let local = addr(getsockname::<SockaddrStorage>(raw).ok());
+    let local_addr = getsockname::<SockaddrStorage>(raw).ok();
+    let family = match local_addr.as_ref().and_then(|a| a.family()) {
+        Some(nix::sys::socket::AddressFamily::Unix) => Family::Unix,
+        Some(nix::sys::socket::AddressFamily::Inet) => Family::Inet4,
+        Some(nix::sys::socket::AddressFamily::Inet6) => Family::Inet6,
+        _ => Family::Other,
+    };
+    let local = addr(local_addr);
     let peer = addr(getpeername::<SockaddrStorage>(raw).ok());
     addresses.extend(local.clone());
     addresses.extend(peer.clone());
+    // IPv4-mapped addresses are shown (and matched) as the IPv4 they are.
+    let mapped = |a: &Option<String>| {
+        a.as_deref()
+            .is_some_and(|a| !a.starts_with('[') && a.contains('.'))
+    };
+    let family = if family == Family::Inet6 && (mapped(&local) || mapped(&peer)) {
+        Family::Inet4
+    } else {
+        family
+    };
+    *info = Some(SocketInfo {
+        family,
+        local: local.clone(),
+        remote: peer.clone(),
+    });
     if getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
         return Class::ListeningSocket;
     }
@@ -169,8 +201,9 @@ fn classify_socket(fd: BorrowedFd<'_>, addresses: &mut Vec<String>) -> Class {
     }
 }
 
-/// Classifies every open descriptor except `exclude`, deciding by `policy`.
-pub fn scan(exclude: &[RawFd], policy: &Policy) -> Vec<Entry> {
+/// Classifies every open descriptor except `exclude`, deciding by `policy`; those named in
+/// `ignored` (by number or path: `-XX:CRaCIgnoredFileDescriptors`) are kept as they are.
+pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry> {
     let home = java_home().map(|h| format!("{h}/"));
     let inherited = INHERITED.get().map(Vec::as_slice).unwrap_or(&[]);
     let mut out = Vec::new();
@@ -186,6 +219,7 @@ pub fn scan(exclude: &[RawFd], policy: &Policy) -> Vec<Entry> {
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         let access = flags & libc::O_ACCMODE;
         let mut addresses = Vec::new();
+        let mut socket = None;
         let fmt = st.st_mode & libc::S_IFMT;
         let class = if fd <= 2 {
             Class::Stdio
@@ -196,8 +230,13 @@ pub fn scan(exclude: &[RawFd], policy: &Policy) -> Vec<Entry> {
             Class::Inherited
         } else {
             match fmt {
-                libc::S_IFSOCK => classify_socket(borrowed, &mut addresses),
-                libc::S_IFIFO => Class::JvmInternal,
+                libc::S_IFSOCK => classify_socket(borrowed, &mut addresses, &mut socket),
+                libc::S_IFIFO
+                    if st.st_ino == AGENT_PIPE.load(std::sync::atomic::Ordering::Acquire) =>
+                {
+                    Class::JvmInternal
+                }
+                libc::S_IFIFO => Class::Pipe,
                 libc::S_IFREG if path.starts_with("/memfd:") => Class::JvmInternal,
                 libc::S_IFREG if access == libc::O_RDONLY => {
                     if home.as_deref().is_some_and(|h| path.starts_with(h)) {
@@ -215,15 +254,44 @@ pub fn scan(exclude: &[RawFd], policy: &Policy) -> Vec<Entry> {
                 _ => Class::Other,
             }
         };
-        let action = match class {
-            // Handled by the dump itself (placeholders) or never ours to judge.
-            Class::Stdio | Class::JdkFile | Class::JvmInternal | Class::Inherited => Action::Keep,
-            _ => policy.action(&Subject {
-                class,
-                path: &path,
-                addresses: &addresses,
-            }),
+        let subject = Subject {
+            class,
+            fd,
+            path: &path,
+            addresses: &addresses,
+            socket: socket.as_ref(),
         };
+        let is_ignored = ignored
+            .iter()
+            .any(|i| i.parse::<RawFd>().ok() == Some(fd) || *i == path);
+        let rule = match class {
+            _ if is_ignored => None,
+            // Handled by the dump itself (placeholders) or never ours to judge.
+            Class::Stdio | Class::JdkFile => None,
+            // The JVM's own descriptors and inherited ones only by a rule that names raw
+            // descriptors: a broad `type: file` rule must not close the JVM's insides.
+            Class::JvmInternal | Class::Inherited => policy.rule_for(&subject).filter(|r| {
+                r.kind.as_deref() == Some("filedescriptor")
+                    || r.value.is_some()
+                    || r.regex.is_some()
+            }),
+            _ => policy.rule_for(&subject),
+        };
+        let mut action = match (class, rule.and_then(|r| r.action)) {
+            (_, Some(a)) => a,
+            (Class::Stdio | Class::JdkFile | Class::JvmInternal | Class::Inherited, None) => {
+                Action::Keep
+            }
+            _ if is_ignored => Action::Keep,
+            (_, None) => class.default_action(),
+        };
+        // Only files can be reopened by path (CRaC: reopen is not for sockets or pipes).
+        if action == Action::Reopen && fmt != libc::S_IFREG {
+            action = Action::Refuse;
+        }
+        let noticed_rule = rule
+            .filter(|r| r.warn && action != Action::Refuse)
+            .map(|r| r.line);
         // SAFETY: lseek with SEEK_CUR only reads the offset; F_GETFD only reads flags.
         let (offset, fd_flags) = unsafe {
             (
@@ -239,6 +307,7 @@ pub fn scan(exclude: &[RawFd], policy: &Policy) -> Vec<Entry> {
             fd_flags,
             addresses,
             action,
+            noticed_rule,
             size: st.st_size as u64,
             mtime: st.st_mtime,
             offset,

@@ -31,8 +31,11 @@ pub mod env {
     pub const KEEP_RUNNING: &str = "CRAC_SHIM_KEEP_RUNNING";
     /// Set to print CRIU's command lines.
     pub const PRINT_COMMAND: &str = "CRAC_SHIM_PRINT_COMMAND";
+    /// `-XX:CRaCIgnoredFileDescriptors`: descriptor numbers and paths the scan leaves alone,
+    /// separated by ASCII unit separators.
+    pub const IGNORED_FDS: &str = "CRAC_SHIM_IGNORED_FDS";
     /// Every variable above, for scrubbing.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         CHECKPOINT_TO,
         LAUNCHER,
         CRIU,
@@ -43,6 +46,7 @@ pub mod env {
         PRINT_RESOURCES,
         KEEP_RUNNING,
         PRINT_COMMAND,
+        IGNORED_FDS,
     ];
 }
 
@@ -96,35 +100,110 @@ pub fn socket_path(runtime_dir: &str, pid: u32) -> String {
     format!("{runtime_dir}/{pid}.sock")
 }
 
-/// Expands CRaC's placeholders in a checkpoint directory: %p pid, %t time (seconds since the
-/// epoch), %u a random UUID, %g generation (1 for the first checkpoint), %% a percent sign.
-pub fn expand_placeholders(
-    template: &str,
-    pid: u32,
-    time: u64,
-    uuid: &str,
-    generation: u32,
-) -> String {
-    let mut out = String::with_capacity(template.len() + 16);
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('p') => out.push_str(&pid.to_string()),
-            Some('t') => out.push_str(&time.to_string()),
-            Some('u') => out.push_str(uuid),
-            Some('g') => out.push_str(&generation.to_string()),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
+/// What CRaC's placeholders in a checkpoint directory stand for, at one checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placeholders {
+    pub pid: u32,
+    /// The checkpoint's time, seconds since the epoch.
+    pub time: u64,
+    pub uuid: String,
+    /// 1 for the first checkpoint of this JVM's line.
+    pub generation: u32,
+    /// The machine's boot, seconds since the epoch.
+    pub boot_time: u64,
+    /// The last restore (the JVM's start if it was never restored), seconds since the epoch.
+    pub restore_time: u64,
+    /// As Java's os.arch says it (amd64, aarch64).
+    pub arch: String,
+    /// A fingerprint of the CPU's feature flags (16 hex digits).
+    pub cpu_features: String,
+    pub cpus: u32,
+    /// The maximum heap in bytes (0 if unknown).
+    pub max_heap: u64,
+}
+
+/// Seconds since the epoch as ISO-8601 basic UTC (`20261202T025003Z`): no colons, so the
+/// result is also a safe file name and Docker volume path.
+pub fn iso8601(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A size as java options write it: the largest exact unit (`512m`, `2g`, `1536k`).
+pub fn java_size(bytes: u64) -> String {
+    const K: u64 = 1024;
+    match bytes {
+        0 => "0".into(),
+        b if b % (K * K * K) == 0 => format!("{}g", b / (K * K * K)),
+        b if b % (K * K) == 0 => format!("{}m", b / (K * K)),
+        b if b % K == 0 => format!("{}k", b / K),
+        b => b.to_string(),
     }
+}
+
+/// Expands CRaC's placeholders in a checkpoint directory: `%p` pid, `%t` time (ISO-8601
+/// UTC), `%T` time (seconds since the epoch), `%b`/`%B` boot time (ISO/seconds), `%r`/`%R`
+/// last restore (ISO/seconds), `%a` architecture, `%f` CPU features, `%u` a random UUID,
+/// `%c` CPU count, `%m` maximum heap, `%g` generation, `%%` a percent sign. A width may come
+/// between `%` and the letter (`%5p`), with a leading 0 to pad with zeros (`%08g`).
+/// Anything else is left as written.
+pub fn expand_placeholders(template: &str, v: &Placeholders) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let spec = &rest[at + 1..];
+        let digits = spec.bytes().take_while(u8::is_ascii_digit).count();
+        let (width, after) = spec.split_at(digits);
+        let Some(letter) = after.chars().next() else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let value = match letter {
+            'p' => v.pid.to_string(),
+            't' => iso8601(v.time),
+            'T' => v.time.to_string(),
+            'b' => iso8601(v.boot_time),
+            'B' => v.boot_time.to_string(),
+            'r' => iso8601(v.restore_time),
+            'R' => v.restore_time.to_string(),
+            'a' => v.arch.clone(),
+            'f' => v.cpu_features.clone(),
+            'u' => v.uuid.clone(),
+            'c' => v.cpus.to_string(),
+            'm' => java_size(v.max_heap),
+            'g' => v.generation.to_string(),
+            '%' if digits == 0 => "%".to_string(),
+            _ => {
+                out.push('%');
+                rest = spec;
+                continue;
+            }
+        };
+        let n: usize = width.parse().unwrap_or(0).min(64);
+        let pad = n.saturating_sub(value.chars().count());
+        let fill = if width.starts_with('0') { '0' } else { ' ' };
+        (0..pad).for_each(|_| out.push(fill));
+        out.push_str(&value);
+        rest = &after[letter.len_utf8()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -138,18 +217,22 @@ pub enum Request {
     /// Checkpoint for `jdk.crac.Core.checkpointRestore()` in this very JVM: the answer is a
     /// [`Message`] followed by an empty line, sent after the dump failed, or in the restored
     /// JVM (the connection is inside the process, so it is part of the image).
-    CheckpointFromJava,
+    /// `max_heap` is the JVM's maximum heap in bytes (CRaC's `%m`), 0 if Java did not say.
+    CheckpointFromJava { max_heap: u64 },
     /// Describe the JVM (for listings).
     Describe,
 }
 
 impl Request {
-    pub fn encode(&self) -> &'static str {
+    pub fn encode(&self) -> String {
         match self {
-            Request::Checkpoint => "checkpoint\n",
-            Request::CheckpointKeepRunning => "checkpoint keep_running\n",
-            Request::CheckpointFromJava => "checkpoint-java\n",
-            Request::Describe => "describe\n",
+            Request::Checkpoint => "checkpoint\n".into(),
+            Request::CheckpointKeepRunning => "checkpoint keep_running\n".into(),
+            Request::CheckpointFromJava { max_heap: 0 } => "checkpoint-java\n".into(),
+            Request::CheckpointFromJava { max_heap } => {
+                format!("checkpoint-java max_heap={max_heap}\n")
+            }
+            Request::Describe => "describe\n".into(),
         }
     }
 
@@ -158,9 +241,15 @@ impl Request {
         match line.trim_end_matches(['\n', '\r']) {
             "checkpoint" => Ok(Request::Checkpoint),
             "checkpoint keep_running" => Ok(Request::CheckpointKeepRunning),
-            "checkpoint-java" => Ok(Request::CheckpointFromJava),
+            "checkpoint-java" => Ok(Request::CheckpointFromJava { max_heap: 0 }),
             "describe" => Ok(Request::Describe),
-            other => Err(DecodeError::UnknownRequest(truncate(other, 40).to_string())),
+            other => match other
+                .strip_prefix("checkpoint-java max_heap=")
+                .and_then(|n| n.parse().ok())
+            {
+                Some(max_heap) => Ok(Request::CheckpointFromJava { max_heap }),
+                None => Err(DecodeError::UnknownRequest(truncate(other, 40).to_string())),
+            },
         }
     }
 }

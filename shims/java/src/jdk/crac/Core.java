@@ -42,6 +42,36 @@ public class Core {
         }
     }
 
+    /**
+     * A main class given after {@code -XX:CRaCRestoreFrom=DIR}: its main runs here, on the
+     * checkpointing thread, once afterRestore is done, as in CRaC. What it throws becomes
+     * part of the RestoreException.
+     */
+    private static RestoreException runNewMain(RestoreException failure) {
+        java.util.List<String> main = AgentLink.takeNewMain();
+        if (main.isEmpty()) {
+            return failure;
+        }
+        String[] args = main.subList(1, main.size()).toArray(new String[0]);
+        try {
+            Class<?> c = Class.forName(main.get(0), true, ClassLoader.getSystemClassLoader());
+            java.lang.reflect.Method m = c.getDeclaredMethod("main", String[].class);
+            m.setAccessible(true);
+            m.invoke(null, (Object) args);
+        } catch (java.lang.reflect.InvocationTargetException e) {
+            return withFailure(failure, e.getCause());
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return withFailure(failure, e);
+        }
+        return failure;
+    }
+
+    private static RestoreException withFailure(RestoreException failure, Throwable t) {
+        RestoreException e = failure != null ? failure : new RestoreException();
+        e.addNestedException(t);
+        return e;
+    }
+
     private static void checkpointRestore0() throws CheckpointException, RestoreException {
         CheckpointException failure = null;
         try {
@@ -69,6 +99,9 @@ public class Core {
             GLOBAL.afterRestore(null);
         } catch (RestoreException e) {
             restoreFailure = e;
+        }
+        if (failure == null) {
+            restoreFailure = runNewMain(restoreFailure);
         }
         if (failure != null) {
             if (restoreFailure != null) {

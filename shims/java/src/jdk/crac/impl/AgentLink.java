@@ -24,6 +24,8 @@ public final class AgentLink {
     private static volatile String socket = System.getProperty(SOCKET_PROPERTY);
     private static volatile long restoreTime = -1;
     private static volatile long restoreNanos = -1;
+    /** The main class and arguments given to the last restore, run after afterRestore. */
+    private static volatile java.util.List<String> newMain = java.util.List.of();
 
     private AgentLink() {
     }
@@ -38,6 +40,13 @@ public final class AgentLink {
 
     public static long restoreNanos() {
         return restoreNanos;
+    }
+
+    /** Takes the main class and arguments of the last restore (empty if none or taken). */
+    public static java.util.List<String> takeNewMain() {
+        java.util.List<String> m = newMain;
+        newMain = java.util.List.of();
+        return m;
     }
 
     /**
@@ -56,7 +65,9 @@ public final class AgentLink {
             // The agent answers through a pipe of its own, opened here by /proc/self/fd: the
             // pipe (unlike this connection) goes into the image without a name.
             try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
-                channel.write(ByteBuffer.wrap("checkpoint-java\n".getBytes(StandardCharsets.UTF_8)));
+                long maxHeap = maxHeap();
+                String request = maxHeap > 0 ? "checkpoint-java max_heap=" + maxHeap + "\n" : "checkpoint-java\n";
+                channel.write(ByteBuffer.wrap(request.getBytes(StandardCharsets.UTF_8)));
                 String offer = readLine(channel);
                 if (!offer.startsWith("pipe ")) {
                     return "unexpected answer from the crac-shim agent: " + offer;
@@ -93,6 +104,17 @@ public final class AgentLink {
                 return "the checkpoint failed";
             default:
                 return "unexpected answer from the crac-shim agent: " + kind;
+        }
+    }
+
+    /** The MaxHeapSize flag (CRaC's %m in CRaCCheckpointTo), or 0. */
+    private static long maxHeap() {
+        try {
+            return Long.parseLong(java.lang.management.ManagementFactory.getPlatformMXBean(
+                    com.sun.management.HotSpotDiagnosticMXBean.class)
+                    .getVMOption("MaxHeapSize").getValue());
+        } catch (Throwable t) {
+            return 0;
         }
     }
 
@@ -194,6 +216,7 @@ public final class AgentLink {
     private static void applyRestore(String[] lines) {
         restoreNanos = System.nanoTime();
         restoreTime = System.currentTimeMillis();
+        java.util.List<String> main = new java.util.ArrayList<>();
         for (String l : lines) {
             int eq = l.indexOf('=');
             if (eq < 0) {
@@ -211,6 +234,9 @@ public final class AgentLink {
                     }
                     break;
                 }
+                case "new_main":
+                    main.add(value);
+                    break;
                 case "socket":
                     socket = value;
                     System.setProperty(SOCKET_PROPERTY, value);
@@ -222,10 +248,20 @@ public final class AgentLink {
                         // keep the local clock's value
                     }
                     break;
+                case "restore_ms":
+                    // Uptime since restore counts from when the restore was started, as in
+                    // CRaC: CRIU's time and the launcher's belong to it.
+                    try {
+                        restoreNanos -= Long.parseLong(value) * 1_000_000L;
+                    } catch (NumberFormatException ignored) {
+                        // count from now
+                    }
+                    break;
                 default:
                     break;
             }
         }
+        newMain = java.util.List.copyOf(main);
     }
 
     private static String unescape(String s) {

@@ -7,4 +7,8 @@ public class CheckpointOpenFileException extends Exception {
     public CheckpointOpenFileException(String details) {
         super(details);
     }
+
+    public CheckpointOpenFileException(String details, Throwable cause) {
+        super(details, cause);
+    }
 }

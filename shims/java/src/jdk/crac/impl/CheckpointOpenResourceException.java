@@ -7,4 +7,8 @@ public class CheckpointOpenResourceException extends Exception {
     public CheckpointOpenResourceException(String details) {
         super(details);
     }
+
+    public CheckpointOpenResourceException(String details, Throwable cause) {
+        super(details, cause);
+    }
 }

@@ -7,4 +7,8 @@ public class CheckpointOpenSocketException extends Exception {
     public CheckpointOpenSocketException(String details) {
         super(details);
     }
+
+    public CheckpointOpenSocketException(String details, Throwable cause) {
+        super(details, cause);
+    }
 }

@@ -1,46 +1,34 @@
 package jdk.crac.management;
 
+import java.lang.management.ManagementFactory;
 import java.lang.management.PlatformManagedObject;
-import javax.management.ObjectName;
-import jdk.crac.impl.AgentLink;
+import jdk.crac.CheckpointException;
+import jdk.crac.RestoreException;
 
-/** Times of the last restore. */
+/**
+ * The JVM's checkpoint/restore, as a platform MXBean ({@code jdk.management:type=CRaC}).
+ *
+ * <p>crac-shim: crac-java registers it with the platform MBean server, so
+ * {@code ManagementFactory.getPlatformMXBean(CRaCMXBean.class)} returns it, as on a CRaC JDK.
+ */
 public interface CRaCMXBean extends PlatformManagedObject {
-    /** Milliseconds since the restore, or -1 if this JVM was not restored. */
+    /** Milliseconds since the restore was started (CRIU's time included), or -1. */
     long getUptimeSinceRestore();
 
-    /** Wall-clock time (ms since the epoch) at which the restore started, or -1. */
+    /** When the restore was started, in milliseconds since the epoch, or -1. */
     long getRestoreTime();
 
+    /** Checkpoints, and returns in the restored JVM; as {@code Core.checkpointRestore()}. */
+    void checkpointRestore() throws CheckpointException, RestoreException;
+
+    /** The platform instance. */
     static CRaCMXBean getCRaCMXBean() {
-        return Impl.INSTANCE;
-    }
-
-    /** The one instance. */
-    final class Impl implements CRaCMXBean {
-        static final Impl INSTANCE = new Impl();
-
-        private Impl() {
-        }
-
-        @Override
-        public long getUptimeSinceRestore() {
-            long started = AgentLink.restoreNanos();
-            return started < 0 ? -1 : (System.nanoTime() - started) / 1_000_000;
-        }
-
-        @Override
-        public long getRestoreTime() {
-            return AgentLink.restoreTime();
-        }
-
-        @Override
-        public ObjectName getObjectName() {
-            try {
-                return new ObjectName("jdk.management:type=CRaC");
-            } catch (Exception e) {
-                throw new IllegalStateException(e);
-            }
+        try {
+            return ManagementFactory.getPlatformMXBean(CRaCMXBean.class);
+        } catch (IllegalArgumentException notRegistered) {
+            // Started without crac-java's --add-exports (a plain java with the jar added by
+            // hand): the same object, outside the platform MBean server.
+            return jdk.crac.impl.CRaCImpl.INSTANCE;
         }
     }
 }

@@ -31,6 +31,22 @@ pub struct Invocation {
     pub ignored_fds: Vec<String>,
     /// Where in `java_args` the main class (or -jar, -m, a source file) starts.
     pub main_at: Option<usize>,
+    /// -XX:CRaCImageLabels=k=v,...
+    pub labels: Vec<(String, String)>,
+    /// -XX:CRaCRequiredImageLabels=k=v,... (a key alone: any value)
+    pub required_labels: Vec<(String, Option<String>)>,
+    /// -XX:CPUFeatures=native|generic|ignore|LIST
+    pub cpu_features: Option<crate::image::cpu::Features>,
+    /// -XX:CheckCPUFeatures=compatible|exact|skip (or -XX:+IgnoreCPUFeatures)
+    pub check_cpu: Option<crate::image::cpu::Check>,
+    /// -XX:+ShowCPUFeatures
+    pub show_cpu: bool,
+    /// -XX:+CRaCVerifyImage
+    pub verify_image: bool,
+    /// -XX:CRaCInspectImage=DIR
+    pub inspect: Option<PathBuf>,
+    /// -XX:+CRaCInspectJSON
+    pub inspect_json: bool,
     pub help: bool,
     pub version: bool,
     pub man: Option<String>,
@@ -96,12 +112,6 @@ const TAKES_VALUE: &[&str] = &[
 /// Options of a CRaC JDK that crac-shim does not implement: refused by name rather than
 /// passed to a stock java, which would fail with "Unrecognized VM option".
 const UNSUPPORTED_CRAC: &[&str] = &[
-    "CPUFeatures",
-    "CheckCPUFeatures",
-    "IgnoreCPUFeatures",
-    "ShowCPUFeatures",
-    "CRaCImageLabels",
-    "CRaCRequiredImageLabels",
     "CRaCAllowToSkipCheckpoint",
     "CRaCPauseOnCheckpointError",
     "CRaCHeapDumpOnCheckpointException",
@@ -147,9 +157,45 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
         }
         if let Some(xx) = text.strip_prefix("-XX:") {
             let name = xx.trim_start_matches(['+', '-']);
-            let name = name.split_once('=').map_or(name, |(n, _)| n);
+            let (name, value) = name
+                .split_once('=')
+                .map_or((name, None), |(n, v)| (n, Some(v)));
             if UNSUPPORTED_CRAC.contains(&name) {
                 return Err(UsageError::Unsupported(format!("-XX:{xx}")));
+            }
+            // CRaC's CPU options have no CRaC prefix.
+            let bad = |e: String| UsageError::BadValue(e);
+            match (name, value) {
+                ("CPUFeatures", Some(v)) => {
+                    inv.passthrough = false;
+                    inv.cpu_features = Some(crate::image::cpu::Features::parse(v).map_err(bad)?);
+                    continue;
+                }
+                ("CheckCPUFeatures", Some(v)) => {
+                    inv.passthrough = false;
+                    inv.check_cpu = Some(crate::image::cpu::Check::parse(v).map_err(bad)?);
+                    continue;
+                }
+                ("CPUFeatures" | "CheckCPUFeatures", None) => {
+                    return Err(UsageError::MissingValue(if name == "CPUFeatures" {
+                        "-XX:CPUFeatures"
+                    } else {
+                        "-XX:CheckCPUFeatures"
+                    }))
+                }
+                ("IgnoreCPUFeatures", None) => {
+                    inv.passthrough = false;
+                    if xx.starts_with('+') {
+                        inv.check_cpu = Some(crate::image::cpu::Check::Skip);
+                    }
+                    continue;
+                }
+                ("ShowCPUFeatures", None) => {
+                    inv.passthrough = false;
+                    inv.show_cpu = xx.starts_with('+');
+                    continue;
+                }
+                _ => {}
             }
         }
         if let Some(crac) = text.strip_prefix("-XX:").filter(|r| {
@@ -160,6 +206,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             if let Some(switch) = crac.strip_prefix(['+', '-']) {
                 match switch {
                     "CRaCPrintResourcesOnCheckpoint" => inv.print_resources = crac.starts_with('+'),
+                    "CRaCVerifyImage" => inv.verify_image = crac.starts_with('+'),
+                    "CRaCInspectJSON" => inv.inspect_json = crac.starts_with('+'),
                     "CRaCIgnoreRestoreIfUnavailable" => {
                         inv.ignore_restore_failure = crac.starts_with('+')
                     }
@@ -191,6 +239,19 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                         &spec.to_string_lossy(),
                     )
                     .map_err(|e| UsageError::BadValue(format!("-XX:CRaCEngineOptions: {e}")))?;
+                }
+                "CRaCInspectImage" => inv.inspect = Some(value("-XX:CRaCInspectImage")?),
+                "CRaCImageLabels" => {
+                    let v = value("-XX:CRaCImageLabels")?;
+                    inv.labels = parse_labels(&v.to_string_lossy(), "-XX:CRaCImageLabels")?
+                        .into_iter()
+                        .map(|(k, v)| (k, v.unwrap_or_default()))
+                        .collect();
+                }
+                "CRaCRequiredImageLabels" => {
+                    let v = value("-XX:CRaCRequiredImageLabels")?;
+                    inv.required_labels =
+                        parse_labels(&v.to_string_lossy(), "-XX:CRaCRequiredImageLabels")?;
                 }
                 "CRaCIgnoredFileDescriptors" => {
                     let v = value("-XX:CRaCIgnoredFileDescriptors")?;
@@ -248,6 +309,28 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
         inv.java_args.push(arg);
     }
     Ok(inv)
+}
+
+/// `key=value,key2=value2` (a key alone has no value). Keys are plain words.
+fn parse_labels(spec: &str, flag: &str) -> Result<Vec<(String, Option<String>)>, UsageError> {
+    spec.split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = match l.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (l, None),
+            };
+            let plain = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !plain {
+                return Err(UsageError::BadValue(format!(
+                    "{flag}: label {k:?} is not a plain name (letters, digits, . _ -)"
+                )));
+            }
+            Ok((k.to_string(), v))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -351,8 +434,8 @@ mod tests {
             Err(UsageError::Unknown(_))
         ));
         assert!(matches!(
-            parse(args(&["-XX:CPUFeatures=generic", "Main"])),
-            Err(UsageError::Unsupported(o)) if o == "-XX:CPUFeatures=generic"
+            parse(args(&["-XX:+CRaCAllowToSkipCheckpoint", "Main"])),
+            Err(UsageError::Unsupported(o)) if o == "-XX:+CRaCAllowToSkipCheckpoint"
         ));
         assert!(matches!(
             parse(args(&["-XX:-CRaCDoThrowCheckpointException"])),
@@ -363,6 +446,46 @@ mod tests {
             parse(args(&["-XX:+UseSerialGC", "Main"]))
                 .unwrap()
                 .passthrough
+        );
+    }
+
+    #[test]
+    fn image_labels_cpu_features_and_inspection() {
+        let inv = parse(args(&[
+            "-XX:CRaCImageLabels=app=shop,version=2.1",
+            "-XX:CPUFeatures=generic",
+            "Main",
+        ]))
+        .unwrap();
+        assert_eq!(
+            inv.labels,
+            [
+                ("app".into(), "shop".into()),
+                ("version".into(), "2.1".into())
+            ]
+        );
+        assert_eq!(inv.cpu_features, Some(crate::image::cpu::Features::Generic));
+        let inv = parse(args(&[
+            "-XX:CRaCRestoreFrom=/cp",
+            "-XX:CRaCRequiredImageLabels=app=shop,canary",
+            "-XX:CheckCPUFeatures=exact",
+            "-XX:+CRaCVerifyImage",
+        ]))
+        .unwrap();
+        assert_eq!(
+            inv.required_labels,
+            [("app".into(), Some("shop".into())), ("canary".into(), None)]
+        );
+        assert_eq!(inv.check_cpu, Some(crate::image::cpu::Check::Exact));
+        assert!(inv.verify_image);
+        let inv = parse(args(&["-XX:CRaCInspectImage=/cp", "-XX:+CRaCInspectJSON"])).unwrap();
+        assert_eq!(inv.inspect, Some(PathBuf::from("/cp")));
+        assert!(inv.inspect_json && !inv.passthrough);
+        assert!(parse(args(&["-XX:CheckCPUFeatures=maybe"])).is_err());
+        assert!(parse(args(&["-XX:CRaCImageLabels=a b=1"])).is_err());
+        assert_eq!(
+            parse(args(&["-XX:+IgnoreCPUFeatures"])).unwrap().check_cpu,
+            Some(crate::image::cpu::Check::Skip)
         );
     }
 
@@ -401,6 +524,13 @@ mod tests {
                 "-XX:CRaCIgnoredFileDescriptors=5",
                 "CRaCIgnoredFileDescriptors",
             ),
+            ("-XX:CRaCImageLabels=a=b", "CRaCImageLabels"),
+            ("-XX:CRaCRequiredImageLabels=a", "CRaCRequiredImageLabels"),
+            ("-XX:CPUFeatures=generic", "CPUFeatures="),
+            ("-XX:CheckCPUFeatures=skip", "CheckCPUFeatures"),
+            ("-XX:+ShowCPUFeatures", "ShowCPUFeatures"),
+            ("-XX:+CRaCVerifyImage", "CRaCVerifyImage"),
+            ("-XX:CRaCInspectImage=/d", "CRaCInspectImage"),
             (
                 "-XX:+CRaCIgnoreRestoreIfUnavailable",
                 "CRaCIgnoreRestoreIfUnavailable",

@@ -85,6 +85,46 @@ pub const CRAC_JAVA: Page = Page {
                 JVM runs as its child.",
         },
         Item {
+            term: "-XX:CRaCImageLabels=KEY=VALUE,...",
+            help: "Store these labels in every image of this JVM (an application version, a fleet).",
+        },
+        Item {
+            term: "-XX:CRaCRequiredImageLabels=KEY[=VALUE],...",
+            help: "With -XX:CRaCRestoreFrom: refuse an image that lacks one of these labels (a key \
+                alone: with any value).",
+        },
+        Item {
+            term: "-XX:CPUFeatures=native|generic|ignore|LIST",
+            help: "At checkpoint: what the image's code may use, recorded in the image. native (the \
+                default): this CPU's features; generic: the JVM starts with its JIT and stubs kept \
+                to the x86-64 baseline (HotSpot flags) and glibc likewise (GLIBC_TUNABLES), for an \
+                image that restores on any x86-64 CPU; LIST: generic plus these /proc/cpuinfo \
+                flags (avx2,popcnt,...); ignore: record nothing to check.",
+        },
+        Item {
+            term: "-XX:CheckCPUFeatures=compatible|exact|skip",
+            help: "At restore: compatible (the default) refuses a CPU that lacks a feature the image \
+                may use, naming it; exact wants the very same features; skip does not check (the \
+                JVM may die of SIGILL). -XX:+IgnoreCPUFeatures is skip.",
+        },
+        Item {
+            term: "-XX:+ShowCPUFeatures",
+            help: "Print this machine's CPU and its features, and exit.",
+        },
+        Item {
+            term: "-XX:+CRaCVerifyImage",
+            help: "With -XX:CRaCRestoreFrom: check every file's checksum before restoring (sizes and \
+                presence are always checked; about 10 ms per 100 MiB from the page cache).",
+        },
+        Item {
+            term: "-XX:CRaCInspectImage=DIR",
+            help: "Print what the image in DIR holds (when, where and from what it was made, the \
+                command line, pid and threads, size, labels, CPU features, the names of the \
+                environment variables inside, every descriptor and the decision taken) and whether \
+                it can be restored here, check by check (checksums included); exit 0 if it can, 1 if \
+                not. -XX:+CRaCInspectJSON prints the same as one JSON object.",
+        },
+        Item {
             term: "-XX:CRaCIgnoredFileDescriptors=N|PATH,...",
             help: "Descriptors (by number or path) the checkpoint's check leaves alone: CRIU saves \
                 and restores them as they are, whatever the policy says.",

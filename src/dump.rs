@@ -214,14 +214,31 @@ fn dump(request: &Message) -> Result<()> {
         .with_context(|| format!("cannot create {}", staging.display()))?;
 
     let (java_home, libjvm) = jdk_of(pid);
+    // Before the dump: CRIU ends the JVM, and its maps and environment with it.
+    let features = image::cpu::Features::parse(request.get("cpu_mode").unwrap_or("native"))
+        .unwrap_or(image::cpu::Features::Native);
+    let cpu = image::cpu::Record::of_jvm(pid, &features);
+    let command = nul_separated(&format!("/proc/{pid}/cmdline"));
+    let env_names: Vec<String> = nul_separated(&format!("/proc/{pid}/environ"))
+        .into_iter()
+        .filter_map(|e| e.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    let jdk_version = jdk_version(&java_home);
     let criu_version = criu::locate(Some(&criu_path))
         .map(|c| c.version)
         .unwrap_or_default();
     let external: Vec<u64> = criu::socket_inode(&channel).into_iter().collect();
     let mut extra = extra;
     extra.extend(request.get_all("dump_arg").map(str::to_string));
-    if request.get("keep_running") == Some("true") {
-        extra.push("--leave-running".into());
+    let keep_running = request.get("keep_running") == Some("true");
+    // Ours first: the user's CRIU arguments come last and may override.
+    if keep_running {
+        extra.insert(0, "--leave-running".into());
+    } else {
+        // CRIU would end the JVM as soon as its own files are written; the image is complete
+        // only with our metadata and manifest. The JVM stays frozen until then, so that its
+        // death means a complete image (and a failure to finish it resumes the JVM instead).
+        extra.insert(0, "--leave-stopped".into());
     }
     let args = criu::dump_args(pid, &staging, "dump.log", &external, &extra);
     if request.get("print_command") == Some("true") {
@@ -274,11 +291,63 @@ fn dump(request: &Message) -> Result<()> {
             .collect(),
         listens: request.get_all("listen").map(str::to_string).collect(),
         append_files: request.get_all("append_file").map(str::to_string).collect(),
+        labels: request
+            .get_all("label")
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        jdk_version,
+        command,
+        env_names,
+        descriptors: request.get_all("descriptor").map(str::to_string).collect(),
+        cpu,
     };
+    let finished = finish_image(&meta, &staging, &dir);
+    if !keep_running {
+        let signal = if finished.is_ok() {
+            nix::sys::signal::Signal::SIGKILL
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+    }
+    finished
+}
+
+/// Metadata, then the manifest of everything (metadata included), then the swap: only a
+/// complete image ever goes live.
+fn finish_image(meta: &Metadata, staging: &Path, dir: &Path) -> Result<()> {
     std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode())
         .context("cannot write the image metadata")?;
     let _ = std::fs::remove_file(staging.join("criu.out"));
-    image::install(&staging, &dir)
+    image::manifest::write(staging).context("cannot write the image manifest")?;
+    image::install(staging, dir)
+}
+
+/// A /proc file of NUL-separated strings (a command line, an environment).
+fn nul_separated(path: &str) -> Vec<String> {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect()
+}
+
+/// JAVA_VERSION from the JDK's `release` file.
+fn jdk_version(java_home: &str) -> String {
+    std::fs::read_to_string(Path::new(java_home).join("release"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("JAVA_VERSION="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default()
 }
 
 /// Removes the (partial) image files of a failed dump, keeping its log for the user.

@@ -53,10 +53,33 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
         print!("{}", doc::man(page));
         return Ok(Exit::Code(0));
     }
+    if inv.show_cpu {
+        let here = image::cpu::Machine::here();
+        println!("CPU: {}\nfeatures: {}", here.model, here.flags.join(" "));
+        return Ok(Exit::Code(0));
+    }
+    if let Some(dir) = &inv.inspect {
+        let criu = locate_criu(&inv).map_err(|e| format!("{e:#}"));
+        let report = image::inspect::inspect(
+            &absolute(dir)?,
+            &image_checks(&inv),
+            criu.as_ref().map_err(String::clone),
+        );
+        print!(
+            "{}",
+            if inv.inspect_json {
+                report.json()
+            } else {
+                report.text()
+            }
+        );
+        return Ok(Exit::Code(if report.restorable() { 0 } else { 1 }));
+    }
     if let Some(dir) = &inv.restore_from {
         let restored = locate_criu(&inv).and_then(|criu| {
             restore::run(restore::Request {
                 dir: absolute(dir)?,
+                checks: image_checks(&inv),
                 handover: handover(&inv)?,
                 criu,
                 criu_args: criu_args(&inv),
@@ -75,6 +98,15 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
     match &inv.checkpoint_to {
         None => Err(java::exec(&java, &inv.java_args, &[])),
         Some(dir) => start_checkpointable(&java, dir, &inv),
+    }
+}
+
+/// What a restore checks of its image besides trust and wholeness.
+fn image_checks(inv: &Invocation) -> image::Checks {
+    image::Checks {
+        verify: inv.verify_image,
+        required_labels: inv.required_labels.clone(),
+        cpu: inv.check_cpu.unwrap_or_default(),
     }
 }
 
@@ -195,6 +227,23 @@ fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, 
             .map_err(|e| anyhow::anyhow!("resource policies {}, {e}", policy.display()))?;
         vars.push((env::POLICY, policy.into()));
     }
+    if !inv.labels.is_empty() {
+        let labels: Vec<String> = inv.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        vars.push((env::LABELS, labels.join(&LIST_SEPARATOR.to_string()).into()));
+    }
+    let features = inv
+        .cpu_features
+        .clone()
+        .unwrap_or(image::cpu::Features::Native);
+    vars.push((env::CPU_FEATURES, features.name().into()));
+    if let (_, Some(tunables)) = features.restrictions() {
+        // glibc reads its tunables once, at start: the JVM's must say it from the start.
+        let value = match std::env::var("GLIBC_TUNABLES") {
+            Ok(mine) if !mine.is_empty() => format!("{mine}:{tunables}"),
+            _ => tunables,
+        };
+        vars.push(("GLIBC_TUNABLES", value.into()));
+    }
     if !inv.ignored_fds.is_empty() {
         vars.push((
             env::IGNORED_FDS,
@@ -248,6 +297,10 @@ fn java_arguments(inv: &Invocation, pid: u32) -> Vec<OsString> {
         None => eprintln!(
             "crac-java: warning: crac-shim-api.jar is not next to crac-java (run scripts/setup); the jdk.crac API is unavailable"
         ),
+    }
+    // -XX:CPUFeatures: HotSpot's own flags keep its JIT and stubs to the chosen features.
+    if let Some(features) = &inv.cpu_features {
+        args.extend(features.restrictions().0.into_iter().map(OsString::from));
     }
     let socket = socket_path(&paths::runtime_dir().to_string_lossy(), pid);
     args.push(format!("-D{SOCKET_PROPERTY}={socket}").into());

@@ -26,6 +26,7 @@ pub struct Handover {
 
 pub struct Request {
     pub dir: PathBuf,
+    pub checks: image::Checks,
     pub handover: Handover,
     pub criu: Criu,
     pub criu_args: Vec<String>,
@@ -83,7 +84,7 @@ fn needs_new_pid_namespace(image: &Image) -> bool {
 pub fn run(req: Request) -> Result<Exit> {
     let started = Instant::now();
     criu::check_privilege(&req.criu)?;
-    let image = image::open(&req.dir)?;
+    let image = image::open(&req.dir, &req.checks)?;
     check_environment(&image)?;
     let signals = supervise::take_over_signals();
     let private_pids = needs_new_pid_namespace(&image);

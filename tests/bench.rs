@@ -34,13 +34,25 @@ fn the_benchmark_runs_end_to_end() {
 
     // The two focused modes: start-up cost part by part, and lazy against normal restores
     // (which checks the heap's checksum after each restore).
-    for args in [&["--startup", "2"][..], &["--heap", "16", "--runs", "1"]] {
+    for args in [
+        &["--startup", "2"][..],
+        &["--heap", "16", "--runs", "1"],
+        &["--verify", "16", "--runs", "1"],
+        &["--cpu-features", "--runs", "1"],
+    ] {
         let mut c = Command::new(root.join("scripts/bench"));
         c.args(args);
         let o = run(c);
         assert_eq!(o.code, Some(0), "{args:?}: {}\n{}", o.stdout, o.stderr);
         assert!(
-            o.stdout.contains("| crac-java") || o.stdout.contains("| lazy_pages=true |"),
+            [
+                "| crac-java",
+                "| lazy_pages=true |",
+                "| -XX:+CRaCVerifyImage |",
+                "| -XX:CPUFeatures=generic |"
+            ]
+            .iter()
+            .any(|row| o.stdout.contains(row)),
             "{}",
             o.stdout
         );

@@ -102,7 +102,7 @@ fn incompatible_images_are_refused_before_criu_runs() {
     let meta_path = image.join("crac-shim.meta");
     let meta = std::fs::read_to_string(&meta_path).unwrap();
 
-    std::fs::write(&meta_path, meta.replace("format=1", "format=99")).unwrap();
+    std::fs::write(&meta_path, meta.replace("format=2", "format=99")).unwrap();
     one_line_error(
         &run(restore_cmd(&image)),
         &["format 99", "checkpoint again"],

@@ -226,7 +226,7 @@ fn a_full_disk_during_the_dump_leaves_the_app_and_the_old_image_intact() {
     // An earlier, good image that must survive.
     let image = small.join("image");
     std::fs::create_dir(&image).unwrap();
-    std::fs::write(image.join("crac-shim.meta"), "format=1\n").unwrap();
+    std::fs::write(image.join("crac-shim.meta"), "format=2\n").unwrap();
 
     let app = start_checkpointable(&image, "Ticker", &[]);
     app.out.wait_for("a tick", |l| tick(l).is_some());
@@ -235,7 +235,7 @@ fn a_full_disk_during_the_dump_leaves_the_app_and_the_old_image_intact() {
     assert!(o.stdout.contains("CRIU dump failed"), "{}", o.stdout);
     assert_eq!(
         std::fs::read_to_string(image.join("crac-shim.meta")).unwrap(),
-        "format=1\n",
+        "format=2\n",
         "the old image stays"
     );
     let n = ticks(&app.out.snapshot()).last().copied().unwrap();
@@ -277,7 +277,10 @@ fn a_killed_restore_leaves_no_process_behind() {
         .open(&pages)
         .unwrap();
     f.set_len(4096).unwrap();
-    // CRIU never finishes with this one: the launcher's watchdog ends it.
+    // The manifest names such a file before CRIU runs (images::a_damaged_image_...); written
+    // again over the damage, it lets CRIU meet it. CRIU never finishes with this one: the
+    // launcher's watchdog ends it.
+    crac_shim::image::manifest::write(&image).unwrap();
     let mut c = crac_java();
     c.env("CRAC_SHIM_RESTORE_TIMEOUT", "3")
         .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
@@ -290,6 +293,7 @@ fn a_killed_restore_leaves_no_process_behind() {
     assert!(p.descendants().is_empty());
     // A missing pages file: CRIU fails at once, one line, nothing left running.
     std::fs::remove_file(&pages).unwrap();
+    crac_shim::image::manifest::write(&image).unwrap();
     let mut c = crac_java();
     c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
     let o = run(c);

@@ -337,6 +337,12 @@ fn dump_prepared(
         dump.push(name, fd_key(fd.as_fd())?);
     }
     describe_for_restore(&mut dump, entries, policy);
+    for label in &config.labels {
+        dump.push("label", label);
+    }
+    if let Some(mode) = &config.cpu_features {
+        dump.push("cpu_mode", mode);
+    }
     if !config.criu_args.is_empty() {
         dump.push(
             "criu_args",
@@ -392,6 +398,15 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
         }
     }
     for e in entries {
+        dump.push(
+            "descriptor",
+            format!(
+                "{} ({}, {})",
+                e.crac_line(),
+                e.class.name(),
+                e.action.name()
+            ),
+        );
         match (e.class, e.action) {
             (Class::ReadFile, Action::Keep) => {
                 dump.push("check_file", format!("{}:{}:{}", e.size, e.mtime, e.path))

@@ -19,6 +19,10 @@ pub struct Config {
     pub print_command: bool,
     /// `-XX:CRaCIgnoredFileDescriptors`: numbers and paths the scan leaves alone.
     pub ignored_fds: Vec<String>,
+    /// `-XX:CRaCImageLabels`: `key=value` pairs stored with each image.
+    pub labels: Vec<String>,
+    /// `-XX:CPUFeatures` the JVM was started with (recorded with each image).
+    pub cpu_features: Option<String>,
 }
 
 /// Reads the configuration and removes every trace of the agent from the environment.
@@ -41,6 +45,10 @@ pub fn capture_and_scrub() -> Option<Config> {
         ignored_fds: get(env::IGNORED_FDS)
             .map(|v| v.split(LIST_SEPARATOR).map(str::to_string).collect())
             .unwrap_or_default(),
+        labels: get(env::LABELS)
+            .map(|v| v.split(LIST_SEPARATOR).map(str::to_string).collect())
+            .unwrap_or_default(),
+        cpu_features: get(env::CPU_FEATURES),
     };
     let agent = get(env::AGENT);
     // Runs in the loader's constructor: no other thread exists yet, so changing the

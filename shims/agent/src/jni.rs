@@ -187,6 +187,52 @@ fn replace_native_environment(vars: &[(String, String)]) {
             }
         }
     }
+    scrub_original_environment(vars);
+}
+
+/// `/proc/PID/environ` shows the environment the process was started with, from its own
+/// memory: in a restored copy, the checkpointed JVM's, secrets included. Once clearenv has
+/// let go of those strings, every one the restoring environment does not have as it is is
+/// overwritten with zeros, so the copy shows (and holds) only what it was given.
+fn scrub_original_environment(keep: &[(String, String)]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name (which may hold spaces): env_start and env_end are the
+    // 50th and 51st fields of the line, the 48th and 49th after ") ".
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(Ok(start)), Some(Ok(end))) = (
+        fields.get(47).map(|f| f.parse::<usize>()),
+        fields.get(48).map(|f| f.parse::<usize>()),
+    ) else {
+        return;
+    };
+    if start == 0 || end <= start {
+        return;
+    }
+    // SAFETY: the kernel reports [start, end) as this process's initial environment strings,
+    // in the writable stack mapping of the main thread; after clearenv nothing in libc points
+    // into it, and no other code of the JVM keeps pointers to environment strings past start-up.
+    let region = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    let mut at = 0;
+    while at < region.len() {
+        let len = region[at..]
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(region.len() - at);
+        let entry = &region[at..at + len];
+        let kept = std::str::from_utf8(entry)
+            .ok()
+            .and_then(|e| e.split_once('='))
+            .is_some_and(|(k, v)| keep.iter().any(|(kk, kv)| kk == k && kv == v));
+        if !kept {
+            region[at..at + len].fill(0);
+        }
+        at += len + 1;
+    }
 }
 
 fn random_u64() -> u64 {

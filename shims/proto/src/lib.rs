@@ -34,8 +34,12 @@ pub mod env {
     /// `-XX:CRaCIgnoredFileDescriptors`: descriptor numbers and paths the scan leaves alone,
     /// separated by ASCII unit separators.
     pub const IGNORED_FDS: &str = "CRAC_SHIM_IGNORED_FDS";
+    /// `-XX:CRaCImageLabels`: `key=value` pairs, separated by ASCII unit separators.
+    pub const LABELS: &str = "CRAC_SHIM_LABELS";
+    /// `-XX:CPUFeatures` the JVM runs with (native, generic, ignore or a list).
+    pub const CPU_FEATURES: &str = "CRAC_SHIM_CPU_FEATURES";
     /// Every variable above, for scrubbing.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         CHECKPOINT_TO,
         LAUNCHER,
         CRIU,
@@ -47,6 +51,8 @@ pub mod env {
         KEEP_RUNNING,
         PRINT_COMMAND,
         IGNORED_FDS,
+        LABELS,
+        CPU_FEATURES,
     ];
 }
 
@@ -70,7 +76,7 @@ pub const SOCKET_PROPERTY: &str = "jdk.crac.shim.socket";
 /// Name of our metadata file inside an image directory.
 pub const METADATA_FILE: &str = "crac-shim.meta";
 /// Version of the image layout and metadata this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Default directory for control sockets: private to the user, one socket per JVM.
 pub fn default_runtime_dir(uid: u32) -> String {

@@ -1,5 +1,9 @@
 //! An image directory: CRIU's files plus our metadata, and the checks made before using one.
 
+pub mod cpu;
+pub mod inspect;
+pub mod manifest;
+
 use anyhow::{bail, Context, Result};
 use crac_shim_proto::{FORMAT_VERSION, METADATA_FILE};
 use std::collections::BTreeMap;
@@ -29,6 +33,21 @@ pub struct Metadata {
     pub listens: Vec<String>,
     /// Logs (O_WRONLY|O_APPEND) that CRIU reopens by path: created if missing.
     pub append_files: Vec<String>,
+    /// `-XX:CRaCImageLabels`: (key, value) pairs a restore can require.
+    pub labels: Vec<(String, String)>,
+    /// Where and how the image was made, for `-XX:CRaCInspectImage`.
+    pub host: String,
+    pub kernel: String,
+    pub jdk_version: String,
+    /// The JVM's command line.
+    pub command: Vec<String>,
+    /// Names (never values) of the environment variables the JVM had: the values are in the
+    /// image's memory.
+    pub env_names: Vec<String>,
+    /// Each descriptor at the checkpoint with the decision taken (`FD fd=N ... (class, action)`).
+    pub descriptors: Vec<String>,
+    /// The CPU the image was made on and what its code may use.
+    pub cpu: cpu::Record,
 }
 
 impl Metadata {
@@ -61,6 +80,26 @@ impl Metadata {
         for p in &self.append_files {
             out.push_str(&format!("append_file={p}\n"));
         }
+        for (k, v) in &self.labels {
+            out.push_str(&format!("label={}={}\n", escape(k), escape(v)));
+        }
+        for (key, value) in [
+            ("host", &self.host),
+            ("kernel", &self.kernel),
+            ("jdk_version", &self.jdk_version),
+        ] {
+            out.push_str(&format!("{key}={}\n", escape(value)));
+        }
+        for (key, values) in [
+            ("arg", &self.command),
+            ("env_name", &self.env_names),
+            ("descriptor", &self.descriptors),
+        ] {
+            for v in values {
+                out.push_str(&format!("{key}={}\n", escape(v)));
+            }
+        }
+        out.push_str(&self.cpu.encode());
         out
     }
 
@@ -124,8 +163,48 @@ impl Metadata {
                 .collect::<Result<_, _>>()?,
             listens: all("listen"),
             append_files: all("append_file"),
+            labels: all("label")
+                .iter()
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (unescape(k), unescape(v)))
+                        .ok_or_else(|| format!("metadata has a bad label {l:?}"))
+                })
+                .collect::<Result<_, _>>()?,
+            host: unescape(map.get("host").unwrap_or(&"")),
+            kernel: unescape(map.get("kernel").unwrap_or(&"")),
+            jdk_version: unescape(map.get("jdk_version").unwrap_or(&"")),
+            command: all("arg").iter().map(|a| unescape(a)).collect(),
+            env_names: all("env_name").iter().map(|a| unescape(a)).collect(),
+            descriptors: all("descriptor").iter().map(|a| unescape(a)).collect(),
+            cpu: cpu::Record::decode(&map),
         })
     }
+}
+
+/// Free text in a metadata line: newlines and backslashes escaped (and `=` in label keys).
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('=', "\\e")
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('e') => out.push('='),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// `SIZE:MTIME:PATH` (the path may contain colons).
@@ -188,6 +267,17 @@ pub enum OpenError {
     },
     Incomplete(PathBuf, std::io::Error),
     Damaged(PathBuf, String),
+    Files(PathBuf, manifest::Problem),
+    MissingLabel {
+        dir: PathBuf,
+        wanted: String,
+        has: Option<String>,
+    },
+    Cpu {
+        dir: PathBuf,
+        mismatch: cpu::Mismatch,
+        exact: bool,
+    },
 }
 
 impl std::fmt::Display for OpenError {
@@ -249,13 +339,64 @@ impl std::fmt::Display for OpenError {
                 "{}/pstree.img is damaged ({e}); checkpoint again",
                 d.display()
             ),
+            Files(d, p) => write!(f, "{} cannot be restored: {p}", d.display()),
+            MissingLabel { dir, wanted, has } => write!(
+                f,
+                "{} does not carry the required label {wanted} ({}); restore the image made for it, or change -XX:CRaCRequiredImageLabels",
+                dir.display(),
+                match has {
+                    Some(h) => format!("it has {h}"),
+                    None => "it has no such label".to_string(),
+                }
+            ),
+            Cpu { dir, mismatch, exact } => write!(
+                f,
+                "{} cannot be restored on this CPU: {mismatch}; {}",
+                dir.display(),
+                if *exact {
+                    "restore on the same kind of CPU, or use -XX:CheckCPUFeatures=compatible"
+                } else {
+                    "restore on a CPU that has them, checkpoint with -XX:CPUFeatures=generic for an image that runs anywhere, or skip the check with -XX:CheckCPUFeatures=skip (the JVM may then die of SIGILL)"
+                }
+            ),
         }
     }
 }
 
 impl std::error::Error for OpenError {}
 
-pub fn open(dir: &Path) -> Result<Image, OpenError> {
+/// What a restore asks of an image besides being whole and trusted.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// `-XX:+CRaCVerifyImage`: every checksum, not only sizes.
+    pub verify: bool,
+    /// `-XX:CRaCRequiredImageLabels`: (key, value); a missing value means any value.
+    pub required_labels: Vec<(String, Option<String>)>,
+    /// `-XX:CheckCPUFeatures`.
+    pub cpu: cpu::Check,
+}
+
+pub fn open(dir: &Path, checks: &Checks) -> Result<Image, OpenError> {
+    check_trust(dir)?;
+    let meta = read_metadata(dir)?;
+    check_jdk(dir, &meta)?;
+    check_labels(dir, &meta, &checks.required_labels)?;
+    if checks.cpu != cpu::Check::Skip {
+        check_cpu(dir, &meta, checks.cpu, &cpu::Machine::here())?;
+    }
+    check_files(dir, checks.verify)?;
+    let pstree = std::fs::read(dir.join("pstree.img"))
+        .map_err(|e| OpenError::Incomplete(dir.to_path_buf(), e))?;
+    let ids = pstree_ids(&pstree).map_err(|e| OpenError::Damaged(dir.to_path_buf(), e))?;
+    Ok(Image {
+        dir: dir.to_path_buf(),
+        meta,
+        ids,
+    })
+}
+
+/// The image is the restoring user's alone: directory, every file, and the way to it.
+pub fn check_trust(dir: &Path) -> Result<(), OpenError> {
     let path = || dir.to_path_buf();
     let meta = std::fs::metadata(dir).map_err(|e| OpenError::Unreadable(path(), e))?;
     if !meta.is_dir() {
@@ -279,18 +420,61 @@ pub fn open(dir: &Path) -> Result<Image, OpenError> {
         });
     }
     check_ancestors(dir, euid)?;
-    check_files_trusted(dir, euid)?;
+    check_files_trusted(dir, euid)
+}
+
+pub fn read_metadata(dir: &Path) -> Result<Metadata, OpenError> {
     let text = std::fs::read_to_string(dir.join(METADATA_FILE))
-        .map_err(|e| OpenError::NoMetadata(path(), e))?;
-    let meta = Metadata::decode(&text).map_err(|e| OpenError::BadMetadata(path(), e))?;
-    check_jdk(dir, &meta)?;
-    let pstree =
-        std::fs::read(dir.join("pstree.img")).map_err(|e| OpenError::Incomplete(path(), e))?;
-    let ids = pstree_ids(&pstree).map_err(|e| OpenError::Damaged(path(), e))?;
-    Ok(Image {
-        dir: path(),
-        meta,
-        ids,
+        .map_err(|e| OpenError::NoMetadata(dir.to_path_buf(), e))?;
+    Metadata::decode(&text).map_err(|e| OpenError::BadMetadata(dir.to_path_buf(), e))
+}
+
+/// Every file named in the manifest is there with its size (and, with `verify`, its checksum).
+pub fn check_files(dir: &Path, verify: bool) -> Result<(), OpenError> {
+    let entries = manifest::read(dir).map_err(|p| OpenError::Files(dir.to_path_buf(), p))?;
+    manifest::check(dir, &entries, verify).map_err(|p| OpenError::Files(dir.to_path_buf(), p))
+}
+
+pub fn check_labels(
+    dir: &Path,
+    meta: &Metadata,
+    required: &[(String, Option<String>)],
+) -> Result<(), OpenError> {
+    for (key, value) in required {
+        let has = meta
+            .labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone());
+        let ok = match (&has, value) {
+            (Some(h), Some(v)) => h == v,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !ok {
+            return Err(OpenError::MissingLabel {
+                dir: dir.to_path_buf(),
+                wanted: match value {
+                    Some(v) => format!("{key}={v}"),
+                    None => key.clone(),
+                },
+                has: has.map(|h| format!("{key}={h}")),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn check_cpu(
+    dir: &Path,
+    meta: &Metadata,
+    how: cpu::Check,
+    here: &cpu::Machine,
+) -> Result<(), OpenError> {
+    cpu::check(&meta.cpu, here, how).map_err(|mismatch| OpenError::Cpu {
+        dir: dir.to_path_buf(),
+        mismatch,
+        exact: how == cpu::Check::Exact,
     })
 }
 
@@ -354,7 +538,7 @@ fn foreign_ancestor(path: &Path, euid: u32) -> std::io::Result<Option<(PathBuf, 
 }
 
 /// The image's JVM code must be the same as when it was dumped: CRIU maps libjvm.so back.
-fn check_jdk(dir: &Path, meta: &Metadata) -> Result<(), OpenError> {
+pub fn check_jdk(dir: &Path, meta: &Metadata) -> Result<(), OpenError> {
     if let Some((libjvm, size, mtime)) = &meta.libjvm {
         let (dir, java_home, libjvm) = (dir.to_path_buf(), meta.java_home.clone(), libjvm.clone());
         let Ok(now) = std::fs::metadata(&libjvm) else {
@@ -622,11 +806,25 @@ mod tests {
             check_files: vec![(5, 7, "/a:b/c.jar".into())],
             listens: vec!["127.0.0.1:8080".into()],
             append_files: vec!["/var/log/x.log".into()],
+            labels: vec![("app".into(), "a=b".into())],
+            host: "h".into(),
+            kernel: "6.1".into(),
+            jdk_version: "17".into(),
+            command: vec!["java".into(), "-cp".into(), "a\nb".into()],
+            env_names: vec!["HOME".into()],
+            descriptors: vec!["FD fd=3 type=regular path=/x (read-file, keep)".into()],
+            cpu: cpu::Record {
+                mode: "native".into(),
+                model: "m".into(),
+                flags: vec!["sse2".into()],
+                glibc: vec![],
+                jvm: vec!["sse2".into()],
+            },
         };
         assert_eq!(Metadata::decode(&m.encode()), Ok(m.clone()));
-        let other = m.encode().replace("format=1", "format=999");
+        let other = m.encode().replace("format=2", "format=999");
         assert!(Metadata::decode(&other).unwrap_err().contains("format 999"));
-        assert!(Metadata::decode("format=1\n")
+        assert!(Metadata::decode("format=2\n")
             .unwrap_err()
             .contains("lacks"));
     }

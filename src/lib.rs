@@ -2,6 +2,7 @@
 //!
 //! The binaries are thin: `crac-java` is [`launcher::main`], `crac-jcmd` is [`jcmd::main`].
 
+pub mod claims;
 pub mod cli;
 pub mod criu;
 pub mod doc;

@@ -85,6 +85,9 @@ pub fn run(req: Request) -> Result<Exit> {
     let started = Instant::now();
     criu::check_privilege(&req.criu)?;
     let image = image::open(&req.dir, &req.checks)?;
+    // Held until the copy ends (this process stays its parent): taken before the bind check,
+    // so that of two restores racing for one address exactly one gets past both.
+    let _claims = crate::claims::take(&paths::runtime_dir(), &image.meta.listens)?;
     check_environment(&image)?;
     let signals = supervise::take_over_signals();
     let private_pids = needs_new_pid_namespace(&image);
@@ -126,7 +129,10 @@ fn check_environment(image: &Image) -> Result<()> {
         };
         if let Err(e) = std::net::TcpListener::bind(sa) {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                bail!("{addr} is in use: the restored program listens there; stop whatever holds it first");
+                let holder = crate::claims::listener_pid(sa.port())
+                    .map(|p| format!(" by pid {p}"))
+                    .unwrap_or_default();
+                bail!("{addr} is in use{holder}: the restored program listens there; stop whatever holds it first");
             }
         }
     }

@@ -2,43 +2,7 @@
 //! descriptors that survive restore.
 
 mod support;
-use std::io::{Read, Write};
-use std::process::Command;
 use support::*;
-
-fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn demo_classes() -> std::path::PathBuf {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-classes");
-        let _ = std::fs::remove_dir_all(&dir);
-        let st = Command::new(default_java().with_file_name("javac"))
-            .arg("-d")
-            .arg(&dir)
-            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/HttpDemo.java"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-        dir
-    })
-    .clone()
-}
 
 #[test]
 fn a_file_open_for_writing_refuses_the_checkpoint_until_closed() {

@@ -313,6 +313,14 @@ impl Proc {
         s.flush().unwrap();
     }
 
+    /// The status if the process has ended, without waiting.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.as_mut().unwrap().try_wait().unwrap();
+        }
+        self.status
+    }
+
     /// Waits for the process to end (with a timeout).
     pub fn wait(&mut self) -> ExitStatus {
         if let Some(s) = self.status {
@@ -567,4 +575,41 @@ pub fn ticker_image(dir: &Path, args: &[&str], n: u32) -> u32 {
         "CRIU ends the JVM"
     );
     *ticks(&app.out.all()).last().unwrap()
+}
+
+/// A GET on 127.0.0.1:`port`, the whole answer.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The demo programs (demo/HttpDemo.java), compiled once per test binary.
+pub fn demo_classes() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-classes");
+        let _ = std::fs::remove_dir_all(&dir);
+        let st = Command::new(default_java().with_file_name("javac"))
+            .arg("-d")
+            .arg(&dir)
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/HttpDemo.java"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        dir
+    })
+    .clone()
 }

@@ -1,0 +1,131 @@
+//! What a restored copy holds that no other copy may hold at the same time: the addresses it
+//! listens on, in its network namespace. Two restores of one server image started together
+//! must not both come up listening (the kernel lets CRIU's restored sockets share an address),
+//! so each restore takes an exclusive lock per address before CRIU runs and holds it for as
+//! long as the copy lives; the loser is refused in one line naming the holder.
+//!
+//! The locks live in the user's runtime directory: they order the restores of one user (and
+//! of containers sharing that directory). Another user's process, or any program holding the
+//! address, is found by the bind check that follows.
+
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Locks held for a restored copy; released when dropped (or when this process ends).
+pub struct Claims {
+    _held: Vec<std::fs::File>,
+}
+
+/// The network namespace we (and the copy we restore) live in.
+fn netns() -> u64 {
+    std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
+}
+
+fn lock_name(addr: &str) -> String {
+    let safe: String = addr
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("listen-{}-{safe}.lock", netns())
+}
+
+/// Takes every address in `listens` for this process, or says who has one.
+pub fn take(runtime_dir: &Path, listens: &[String]) -> Result<Claims> {
+    if listens.is_empty() {
+        return Ok(Claims { _held: Vec::new() });
+    }
+    let dir = runtime_dir.join("claims");
+    crate::paths::ensure_private(&dir)?;
+    let mut held = Vec::new();
+    for addr in listens {
+        let path = dir.join(lock_name(addr));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            bail!(
+                "{addr} is taken by another restored copy (crac-java pid {}{}): one copy per address and network namespace; stop that one, or restore this one in a network namespace of its own",
+                if holder.is_empty() { "unknown" } else { holder },
+                jvm_of(holder).map(|j| format!(", its JVM pid {j}")).unwrap_or_default()
+            );
+        }
+        f.set_len(0)?;
+        f.rewind()?;
+        write!(f, "{}", std::process::id())?;
+        held.push(f);
+    }
+    Ok(Claims { _held: held })
+}
+
+/// The JVM below a restoring crac-java (its last descendant).
+fn jvm_of(launcher: &str) -> Option<u32> {
+    crate::supervise::descendants(launcher.parse().ok()?)
+        .last()
+        .copied()
+}
+
+/// The pid of a process holding a listening TCP socket on `port`, if this user can see it.
+pub fn listener_pid(port: u16) -> Option<u32> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    let local_port = cols.get(1)?.rsplit(':').next()?;
+                    // State 0A: LISTEN.
+                    let inode = cols.get(9)?;
+                    (u16::from_str_radix(local_port, 16).ok()? == port && cols.get(3)? == &"0A")
+                        .then(|| format!("socket:[{inode}]"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+        let fds = std::fs::read_dir(p.path().join("fd")).ok()?;
+        fds.flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+            })
+            .then_some(pid)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lock_names_are_plain_file_names() {
+        let n = super::lock_name("[::1]:8080");
+        assert!(
+            n.starts_with("listen-") && n.ends_with("-__.1__8080.lock"),
+            "{n}"
+        );
+        assert!(!super::lock_name("../../x:1").contains('/'));
+    }
+}

@@ -123,7 +123,7 @@ mod tests {
     fn lock_names_are_plain_file_names() {
         let n = super::lock_name("[::1]:8080");
         assert!(
-            n.starts_with("listen-") && n.ends_with("-__.1__8080.lock"),
+            n.starts_with("listen-") && n.ends_with("-___1__8080.lock"),
             "{n}"
         );
         assert!(!super::lock_name("../../x:1").contains('/'));

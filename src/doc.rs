@@ -202,7 +202,7 @@ pub const CRAC_JCMD: Page = Page {
     name: "crac-jcmd",
     summary: "send a checkpoint request to a JVM started by crac-java",
     synopsis: &[
-        "crac-jcmd PID|MAIN-CLASS|JAR JDK.checkpoint [keep_running=true]",
+        "crac-jcmd [-t SECONDS] PID|MAIN-CLASS|JAR JDK.checkpoint [keep_running=true]",
         "crac-jcmd PID help",
         "crac-jcmd [-l]",
     ],
@@ -219,6 +219,13 @@ pub const CRAC_JCMD: Page = Page {
         Item {
             term: "-l, --list",
             help: "List the JVMs that crac-jcmd can reach, with pid and command.",
+        },
+        Item {
+            term: "-t, --timeout SECONDS",
+            help:
+                "Give up after SECONDS (default 120) and say why: the JVM is stopped (its request \
+                is then dropped, never run later), busy with another checkpoint, gone, or not \
+                answering.",
         },
         Item {
             term: "-h, --help",

@@ -141,6 +141,9 @@ fn receive(channel: &OwnedFd) -> Result<Message> {
     let mut buf = vec![0u8; MAX_MESSAGE];
     let n = nix::sys::socket::recv(channel.as_raw_fd(), &mut buf, MsgFlags::empty())
         .context("reading the dump request")?;
+    if n == 0 {
+        bail!("the JVM ended before its dump could start (killed?); no image was made");
+    }
     let m = Message::decode(&buf[..n]).context("decoding the dump request")?;
     if m.kind != kind::DUMP {
         bail!("unexpected {:?} message from the agent", m.kind);
@@ -257,10 +260,14 @@ fn dump(request: &Message) -> Result<()> {
         .status()
         .with_context(|| format!("cannot run {}", criu_path.display()))?;
     if !status.success() {
-        let log_path = staging.join("dump.log");
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        discard_images(&staging);
+        let log = std::fs::read_to_string(staging.join("dump.log")).unwrap_or_default();
         let output = std::fs::read_to_string(staging.join("criu.out")).unwrap_or_default();
+        // Nothing of a failed dump stays but its log, next to the image.
+        let log_path = image::failed_dump_log(&dir);
+        if std::fs::rename(staging.join("dump.log"), &log_path).is_err() {
+            let _ = std::fs::write(&log_path, &log);
+        }
+        let _ = std::fs::remove_dir_all(&staging);
         let why = criu::first_error(&log)
             .or_else(|| {
                 output
@@ -269,6 +276,12 @@ fn dump(request: &Message) -> Result<()> {
                     .map(|l| l.trim().to_string())
             })
             .unwrap_or_else(|| format!("criu exited with {status}"));
+        if matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X')) {
+            bail!(
+                "the JVM died during the checkpoint (killed?); no image was made (CRIU's log: {})",
+                log_path.display()
+            );
+        }
         bail!("CRIU dump failed: {why} (log: {})", log_path.display());
     }
     let meta = Metadata {
@@ -348,17 +361,6 @@ fn jdk_version(java_home: &str) -> String {
         .find_map(|l| l.strip_prefix("JAVA_VERSION="))
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_default()
-}
-
-/// Removes the (partial) image files of a failed dump, keeping its log for the user.
-fn discard_images(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().extension().is_some_and(|x| x == "img") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
 }
 
 /// The JDK the JVM runs: its home and its libjvm.so (path, size, mtime), read before the dump.

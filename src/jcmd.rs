@@ -15,8 +15,12 @@ enum Action {
     Command {
         target: Target,
         command: Vec<String>,
+        timeout: std::time::Duration,
     },
 }
+
+/// How long crac-jcmd waits for a JVM by default (a checkpoint of a large heap takes seconds).
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 enum Target {
     Pid(u32),
@@ -28,8 +32,18 @@ fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Action, l
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
     let mut positional: Vec<String> = Vec::new();
+    let mut timeout = DEFAULT_TIMEOUT;
     while let Some(arg) = parser.next()? {
         match arg {
+            Short('t') | Long("timeout") => {
+                let secs: f64 = parser.value()?.parse()?;
+                if !(secs > 0.0 && secs < 1e6) {
+                    return Err(lexopt::Error::Custom(
+                        "--timeout takes a number of seconds above 0".into(),
+                    ));
+                }
+                timeout = std::time::Duration::from_secs_f64(secs);
+            }
             Short('l') | Long("list") => return Ok(Action::List),
             Short('h') | Long("help") => return Ok(Action::Help),
             Short('V') | Long("version") => return Ok(Action::Version),
@@ -55,6 +69,7 @@ fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Action, l
     Ok(Action::Command {
         target,
         command: positional[1..].to_vec(),
+        timeout,
     })
 }
 
@@ -92,7 +107,11 @@ fn run(action: Action) -> Result<i32> {
             }
             Ok(0)
         }
-        Action::Command { target, command } => {
+        Action::Command {
+            target,
+            command,
+            timeout,
+        } => {
             let pids = match target {
                 Target::Pid(pid) => vec![pid],
                 Target::Name(name) => {
@@ -113,14 +132,14 @@ fn run(action: Action) -> Result<i32> {
             };
             let mut worst = 0;
             for pid in pids {
-                worst = worst.max(command_for(pid, &command)?);
+                worst = worst.max(command_for(pid, &command, timeout)?);
             }
             Ok(worst)
         }
     }
 }
 
-fn command_for(pid: u32, command: &[String]) -> Result<i32> {
+fn command_for(pid: u32, command: &[String], timeout: std::time::Duration) -> Result<i32> {
     match command.first().map(String::as_str) {
         None => bail!("no command given: try crac-jcmd {pid} JDK.checkpoint"),
         Some("help") => {
@@ -128,8 +147,8 @@ fn command_for(pid: u32, command: &[String]) -> Result<i32> {
             Ok(0)
         }
         Some("JDK.checkpoint") => match command.get(1).map(String::as_str) {
-            None | Some("keep_running=false") => send(pid, Request::Checkpoint),
-            Some("keep_running=true") => send(pid, Request::CheckpointKeepRunning),
+            None | Some("keep_running=false") => send(pid, Request::Checkpoint, timeout),
+            Some("keep_running=true") => send(pid, Request::CheckpointKeepRunning, timeout),
             Some(other) => {
                 bail!("JDK.checkpoint takes keep_running=true or nothing, not {other:?}")
             }
@@ -199,37 +218,78 @@ fn innermost_pid(pid: u32) -> Option<u32> {
         .ok()
 }
 
-fn send(pid: u32, request: Request) -> Result<i32> {
+fn send(pid: u32, request: Request, timeout: std::time::Duration) -> Result<i32> {
     let Some(dir) = runtime_dir_for(pid) else {
         bail!("no process with pid {pid}");
     };
     let path = socket_path(&dir.to_string_lossy(), pid);
-    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    let deadline = std::time::Instant::now() + timeout;
+    let was_ours = has_agent(pid);
+    let mut busy = false;
     loop {
-        match exchange(pid, &path, &request)? {
+        match exchange(pid, &path, &request, deadline, was_ours, busy)? {
             Some(code) => return Ok(code),
             None if std::time::Instant::now() < deadline => {
+                busy = true;
                 std::thread::sleep(std::time::Duration::from_millis(50))
             }
             None => bail!(
-                "{pid} stayed busy with another checkpoint for {} s",
-                BUSY_WAIT.as_secs()
+                "{pid} is still busy with another checkpoint after {} s (a checkpoint is under way); ask again later or give --timeout more",
+                timeout.as_secs_f64()
             ),
         }
     }
 }
 
+/// Why a JVM that was a crac-shim JVM stopped answering, in its terms.
+fn gone_or_silent(pid: u32, was_ours: bool, busy: bool, waited: &str) -> anyhow::Error {
+    match crate::supervise::process_state(pid) {
+        None | Some('Z' | 'X') if was_ours && busy => anyhow::anyhow!(
+            "{pid} exited while another request's checkpoint ran: it was checkpointed (a checkpoint ends the JVM unless keep_running=true) or died"
+        ),
+        None | Some('Z' | 'X') if was_ours => {
+            anyhow::anyhow!("{pid} died before it answered (killed during the checkpoint?)")
+        }
+        None | Some('Z' | 'X') => anyhow::anyhow!("no process with pid {pid}"),
+        Some('T' | 't') => anyhow::anyhow!(
+            "{pid} is stopped (SIGSTOP, a debugger or job control) and did not answer {waited}: resume it (kill -CONT {pid}) and ask again; the request is dropped, it will not run later"
+        ),
+        Some(_) => anyhow::anyhow!(
+            "{pid} did not answer {waited}; give --timeout more if a checkpoint of a large heap is under way"
+        ),
+    }
+}
+
 /// One request: `None` when the JVM is busy with another checkpoint (ask again).
-fn exchange(pid: u32, path: &str, request: &Request) -> Result<Option<i32>> {
-    let mut stream = match connect(pid, path) {
+fn exchange(
+    pid: u32,
+    path: &str,
+    request: &Request,
+    deadline: std::time::Instant,
+    was_ours: bool,
+    busy: bool,
+) -> Result<Option<i32>> {
+    let within = || {
+        format!(
+            "within {:.0} s",
+            deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64()
+                .max(0.0)
+        )
+    };
+    let mut stream = match connect(pid, path, deadline) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             bail!("permission denied on {path}: only the JVM's owner (or root) may control it")
         }
+        Err(_) if was_ours => return Err(gone_or_silent(pid, was_ours, busy, "in time")),
         Err(_) => bail!(
             "{pid} is not a crac-shim JVM (no control socket {path}); start it with crac-java -XX:CRaCCheckpointTo=DIR"
         ),
     };
+    let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+    stream.set_read_timeout(Some(remaining.max(std::time::Duration::from_millis(1))))?;
     // A connection still waiting in the listener's queue when the agent closes its socket for
     // a checkpoint is reset unseen: the request never ran, so it is asked again like BUSY.
     let unseen = |e: &std::io::Error| {
@@ -238,6 +298,12 @@ fn exchange(pid: u32, path: &str, request: &Request) -> Result<Option<i32>> {
             std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
         ) && has_agent(pid)
     };
+    let timed_out = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    };
     match stream.write_all(request.encode().as_bytes()) {
         Err(e) if unseen(&e) => return Ok(None),
         other => other.context("cannot send the request")?,
@@ -245,30 +311,32 @@ fn exchange(pid: u32, path: &str, request: &Request) -> Result<Option<i32>> {
     let mut lines = BufReader::new(stream).lines();
     let first = match lines.next() {
         Some(Err(e)) if unseen(&e) => return Ok(None),
+        Some(Err(e)) if timed_out(&e) => return Err(gone_or_silent(pid, true, busy, &within())),
         Some(line) => line.context("the JVM's answer broke off")?,
-        None => bail!("the JVM closed the connection without an answer"),
+        None => return Err(gone_or_silent(pid, true, busy, "")),
     };
     if format!("{first}\n") == BUSY {
         return Ok(None);
     }
     println!("{pid}:");
     for line in std::iter::once(Ok(first)).chain(lines) {
-        let line = line.context("the JVM's answer broke off")?;
+        let line = match line {
+            Err(e) if timed_out(&e) => return Err(gone_or_silent(pid, true, busy, &within())),
+            Err(_) => return Err(gone_or_silent(pid, true, busy, "to the end")),
+            Ok(l) => l,
+        };
         if let Some(code) = parse_exit_line(&line) {
             return Ok(Some(code));
         }
         println!("{line}");
     }
-    bail!("the JVM closed the connection without an answer")
+    Err(gone_or_silent(pid, true, busy, "to the end"))
 }
 
-/// How long to wait for the socket of a crac-shim JVM that is between checkpoints.
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Connects to the JVM's socket. A crac-shim JVM in the middle of a checkpoint has closed it
-/// for the moment: wait for it to come back rather than call the JVM something else.
-fn connect(pid: u32, path: &str) -> std::io::Result<UnixStream> {
-    let deadline = std::time::Instant::now() + BUSY_WAIT;
+/// for the moment: wait for it to come back (until `deadline`) rather than call the JVM
+/// something else.
+fn connect(pid: u32, path: &str, deadline: std::time::Instant) -> std::io::Result<UnixStream> {
     loop {
         match UnixStream::connect(path).or_else(|e| in_container(pid, path).ok_or(e)) {
             Ok(s) => return Ok(s),

@@ -704,6 +704,15 @@ pub fn staging_dir(dir: &Path) -> PathBuf {
     dir.with_file_name(format!(".{name}.crac-new"))
 }
 
+/// Where the log of a failed dump of `dir` is kept: a hidden sibling, replaced by the next.
+pub fn failed_dump_log(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    dir.with_file_name(format!(".{name}.crac-dump-failed.log"))
+}
+
 /// Makes the finished dump in `staging` the image in `dir`, atomically when `dir` exists.
 pub fn install(staging: &Path, dir: &Path) -> Result<()> {
     std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))?;

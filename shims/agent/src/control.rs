@@ -6,13 +6,13 @@ use crate::sys::warn;
 use crac_shim_proto::{exit_line, socket_path, Message, Request, BUSY};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 /// How long a client may take to send its one-line request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn start(config: Config) {
     let spawned = std::thread::Builder::new()
@@ -120,61 +120,230 @@ static JCMD_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A crac-jcmd checkpoint is being prepared by Java code (see BUSY).
 static JCMD_BUSY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// A connection that has not yet sent its request.
+struct Pending {
+    stream: UnixStream,
+    line: Vec<u8>,
+    since: std::time::Instant,
+}
+
+/// How many connections may be waiting for their request at once; more are turned away.
+const MAX_PENDING: usize = 64;
+
 /// Answers clients until a checkpoint ends this incarnation; returns the pid to listen as.
+///
+/// One thread, many clients: every connection is read as its bytes arrive (poll), each with
+/// its own deadline, so a client that connects and says nothing delays nobody else.
 fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
     if let Ok(mut current) = SOCKET_PATH.lock() {
         *current = Some(path.to_string());
     }
-    for conn in listener.incoming() {
-        let Ok(mut stream) = conn else { continue };
-        match read_request(&mut stream) {
-            Err(message) => {
-                let _ = stream.write_all(format!("{message}\n{}", exit_line(1)).as_bytes());
+    if listener.set_nonblocking(true).is_err() {
+        return pid;
+    }
+    // Taken (and closed) before a dump: see close_for_dump.
+    let mut listener = Some(listener);
+    let mut pending: Vec<Pending> = Vec::new();
+    while let Some(open) = listener.as_ref() {
+        let now = std::time::Instant::now();
+        let wait = pending
+            .iter()
+            .map(|p| (p.since + REQUEST_TIMEOUT).saturating_duration_since(now))
+            .min();
+        let mut fds: Vec<libc::pollfd> = std::iter::once(open.as_raw_fd())
+            .chain(pending.iter().map(|p| p.stream.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let timeout = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32 + 1);
+        // SAFETY: fds is a valid array of pollfd for its length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return pid;
+        }
+        if fds[0].revents != 0 {
+            accept_all(open, &mut pending);
+        }
+        // Requests complete, in arrival order; connections past their deadline are told so.
+        let mut ready = Vec::new();
+        let mut i = 0;
+        while i < pending.len() {
+            let readable = fds.get(i + 1).is_some_and(|f| f.revents != 0);
+            let p = &mut pending[i];
+            let done = readable && read_some(p);
+            if done {
+                ready.push(pending.remove(i));
+                fds.remove(i + 1);
+                continue;
             }
-            Ok(Request::Describe) => {
-                let _ = stream
-                    .write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
+            if p.since.elapsed() >= REQUEST_TIMEOUT {
+                let mut late = pending.remove(i);
+                fds.remove(i + 1);
+                let _ = late.stream.write_all(
+                    format!(
+                        "no request received within {} s\n{}",
+                        REQUEST_TIMEOUT.as_secs(),
+                        exit_line(1)
+                    )
+                    .as_bytes(),
+                );
+                continue;
             }
-            Ok(request @ (Request::Checkpoint | Request::CheckpointKeepRunning)) => {
-                if request == Request::CheckpointKeepRunning {
-                    checkpoint::KEEP_RUNNING_ONCE.store(true, std::sync::atomic::Ordering::Release);
-                }
-                if JCMD_BUSY.load(std::sync::atomic::Ordering::Acquire) {
-                    // Not kept waiting in here: a connection to another process in the JVM
-                    // would spoil the checkpoint under way. crac-jcmd asks again.
-                    let _ = stream.write_all(BUSY.as_bytes());
-                    continue;
-                }
-                if crate::jni::api_available() {
-                    // The Java notifications run first, on a thread of their own; they come
-                    // back on this socket with checkpoint-java.
-                    start_jcmd_worker(stream);
-                    continue;
-                }
-                drop(listener);
-                let _ = std::fs::remove_file(path);
-                return next_pid(checkpoint::run(config, Some(stream.into())), pid);
-            }
-            Ok(Request::CheckpointFromJava { max_heap }) => {
-                checkpoint::MAX_HEAP.store(max_heap, std::sync::atomic::Ordering::Release);
-                let Some(answer_pipe) = hand_java_a_pipe(stream) else {
-                    continue;
-                };
-                drop(listener);
-                let _ = std::fs::remove_file(path);
-                let jcmd = PENDING_JCMD
-                    .lock()
-                    .ok()
-                    .and_then(|mut p| p.take())
-                    .map(|(_, fd)| fd);
-                let outcome = checkpoint::run(config, jcmd);
-                let answer = answer_for_java(&outcome, &config.runtime_dir);
-                let _ = std::fs::File::from(answer_pipe).write_all(&answer);
-                return next_pid(outcome, pid);
+            i += 1;
+        }
+        for p in ready {
+            if let Some(next) = handle(config, &mut listener, path, pid, p, &mut pending) {
+                return next;
             }
         }
     }
     pid
+}
+
+fn accept_all(listener: &UnixListener, pending: &mut Vec<Pending>) {
+    while let Ok((mut stream, _)) = listener.accept() {
+        if let Err(message) = check_peer(&stream) {
+            let _ = stream.write_all(format!("{message}\n{}", exit_line(1)).as_bytes());
+            continue;
+        }
+        if pending.len() >= MAX_PENDING || stream.set_nonblocking(true).is_err() {
+            let _ = stream.write_all(BUSY.as_bytes());
+            continue;
+        }
+        pending.push(Pending {
+            stream,
+            line: Vec::with_capacity(64),
+            since: std::time::Instant::now(),
+        });
+    }
+}
+
+/// Reads what has arrived; true once the request line is complete (or the client is done).
+fn read_some(p: &mut Pending) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match p.stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => {
+                if let Some(end) = buf[..n].iter().position(|b| *b == b'\n') {
+                    p.line.extend_from_slice(&buf[..end]);
+                    return true;
+                }
+                p.line.extend_from_slice(&buf[..n]);
+                if p.line.len() >= 4096 {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Whether the client hung up: a request left behind by a client that gave up (the JVM was
+/// stopped while it waited, say) must not run when the JVM goes on.
+fn client_gone(stream: &impl AsRawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a zero timeout only looks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Serves one complete request; `Some(pid)` when a checkpoint ended this incarnation.
+fn handle(
+    config: &Config,
+    listener: &mut Option<UnixListener>,
+    path: &str,
+    pid: u32,
+    p: Pending,
+    pending: &mut Vec<Pending>,
+) -> Option<u32> {
+    let mut stream = p.stream;
+    let _ = stream.set_nonblocking(false);
+    let request = match Request::decode(&p.line) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = if p.line.is_empty() {
+                "no request received".to_string()
+            } else {
+                format!("bad request: {e}")
+            };
+            let _ = stream.write_all(format!("{message}\n{}", exit_line(1)).as_bytes());
+            return None;
+        }
+    };
+    match request {
+        Request::Describe => {
+            let _ =
+                stream.write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
+            None
+        }
+        request @ (Request::Checkpoint | Request::CheckpointKeepRunning) => {
+            if client_gone(&stream) {
+                return None;
+            }
+            if JCMD_BUSY.load(std::sync::atomic::Ordering::Acquire) {
+                // Not kept waiting in here: a connection to another process in the JVM
+                // would spoil the checkpoint under way. crac-jcmd asks again.
+                let _ = stream.write_all(BUSY.as_bytes());
+                return None;
+            }
+            if request == Request::CheckpointKeepRunning {
+                checkpoint::KEEP_RUNNING_ONCE.store(true, std::sync::atomic::Ordering::Release);
+            }
+            if crate::jni::api_available() {
+                // The Java notifications run first, on a thread of their own; they come
+                // back on this socket with checkpoint-java.
+                start_jcmd_worker(stream);
+                return None;
+            }
+            close_for_dump(listener, path, pending);
+            Some(next_pid(checkpoint::run(config, Some(stream.into())), pid))
+        }
+        Request::CheckpointFromJava { max_heap } => {
+            checkpoint::MAX_HEAP.store(max_heap, std::sync::atomic::Ordering::Release);
+            let answer_pipe = hand_java_a_pipe(stream)?;
+            close_for_dump(listener, path, pending);
+            let jcmd = PENDING_JCMD
+                .lock()
+                .ok()
+                .and_then(|mut p| p.take())
+                .map(|(_, fd)| fd);
+            // Asked for by a crac-jcmd that has gone since: the program goes on instead.
+            let outcome = match jcmd {
+                Some(client) if client_gone(&client) => Outcome::Failed(
+                    "the crac-jcmd that asked for this checkpoint is gone; no checkpoint was made"
+                        .into(),
+                ),
+                jcmd => checkpoint::run(config, jcmd),
+            };
+            let answer = answer_for_java(&outcome, &config.runtime_dir);
+            let _ = std::fs::File::from(answer_pipe).write_all(&answer);
+            Some(next_pid(outcome, pid))
+        }
+    }
+}
+
+/// No connection may go into the image: every client still waiting is asked to try again
+/// (the socket comes back after the checkpoint), and the listener and its name go. A
+/// listener in the image would make CRIU bind its name again in every restored copy,
+/// deleting the socket file of the JVM that owns that name then.
+fn close_for_dump(listener: &mut Option<UnixListener>, path: &str, pending: &mut Vec<Pending>) {
+    if let Some(open) = listener.take() {
+        accept_all(&open, pending);
+    }
+    for mut p in pending.drain(..) {
+        let _ = p.stream.set_nonblocking(false);
+        let _ = p.stream.write_all(BUSY.as_bytes());
+    }
+    let _ = std::fs::remove_file(path);
 }
 
 /// Java gets its answer through a pipe rather than this connection: an accepted socket bears
@@ -274,8 +443,8 @@ fn start_jcmd_worker(stream: UnixStream) {
     }
 }
 
-fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
-    let creds = getsockopt(&*stream, PeerCredentials)
+fn check_peer(stream: &UnixStream) -> Result<(), String> {
+    let creds = getsockopt(stream, PeerCredentials)
         .map_err(|e| format!("cannot identify the client: {e}"))?;
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
@@ -285,18 +454,5 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
             creds.uid()
         ));
     }
-    stream
-        .set_read_timeout(Some(REQUEST_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let mut line = Vec::with_capacity(64);
-    let mut byte = [0u8; 1];
-    while line.len() < 4096 {
-        match stream.read(&mut byte) {
-            Ok(0) => break,
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) => line.push(byte[0]),
-            Err(e) => return Err(format!("no request received: {e}")),
-        }
-    }
-    Request::decode(&line).map_err(|e| format!("bad request: {e}"))
+    Ok(())
 }

@@ -225,7 +225,7 @@ pub fn ensure_visible_session() -> bool {
 /// As a PID namespace's init (a container's entry point, starting or restoring the JVM) we
 /// inherit the dump helper once CRIU has ended the JVM, and everything in the namespace dies
 /// with us: the helper still has to put the new image in place and answer crac-jcmd, and a
-/// crac-jcmd inside the namespace to print that. Other orphans are not waited for.
+/// crac-jcmd inside the namespace to print that. Nothing else is waited for.
 pub fn finish_dump_helpers_as_init() {
     if std::process::id() != 1 {
         return;
@@ -237,30 +237,31 @@ pub fn finish_dump_helpers_as_init() {
                 .is_some_and(|a| a == crac_shim_proto::HELPER_ARG.as_bytes())
         })
     };
-    let mut waited = false;
     while let Some(helper) = children(1).into_iter().find(is_helper) {
         let mut status = 0;
         // SAFETY: a blocking wait for one child of ours.
         unsafe { libc::waitpid(helper as libc::pid_t, &mut status, 0) };
-        waited = true;
     }
-    if waited {
-        // A crac-jcmd run inside the container (docker exec) still has to print its answer:
-        // give the namespace's other processes a moment.
-        let others = || {
+    {
+        // A crac-jcmd run inside the container (docker exec) still has to read and print its
+        // answer, and ending the namespace would kill it first: wait for every crac-jcmd in
+        // the namespace to finish, however slow (each has a deadline of its own), and for
+        // nothing else. (Not only after waiting for a helper: one that is already a zombie
+        // shows no command line, and its crac-jcmd may not have printed yet.)
+        let crac_jcmd = |pid: u32| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "crac-jcmd"))
+                && process_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
+        };
+        let waiting = || {
             std::fs::read_dir("/proc")
                 .into_iter()
                 .flatten()
                 .flatten()
-                .any(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .is_some_and(|pid| pid != 1 && process_state(pid) != Some('Z'))
-                })
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .any(|pid| pid != 1 && crac_jcmd(pid))
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(1);
-        while others() && std::time::Instant::now() < deadline {
+        while waiting() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -327,12 +327,16 @@ fn start_checkpointable(java: &Path, dir: &Path, inv: &Invocation) -> Result<Exi
         advance_pid_counter(min_pid);
     }
     let signals = supervise::take_over_signals();
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
     // SAFETY: single-threaded; the child only builds its arguments and execs.
     let child = unsafe { libc::fork() };
     if child < 0 {
         bail!("cannot fork: {}", std::io::Error::last_os_error());
     }
     if child == 0 {
+        // We stand in for java: the JVM must not outlive us.
+        supervise::die_with_parent(me);
         supervise::ensure_visible_session();
         let e = java::exec(java, &java_arguments(inv, std::process::id()), &vars);
         eprintln!("crac-java: {e:#}");

@@ -8,6 +8,7 @@ pub mod criu;
 pub mod doc;
 pub mod dump;
 pub mod engine;
+pub mod guard;
 pub mod image;
 pub mod java;
 pub mod jcmd;

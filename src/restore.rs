@@ -307,13 +307,15 @@ impl Restored<'_> {
     }
 
     /// Tells the restored agent who it is now and what changed.
-    fn greet(&self, pid: u32) {
+    /// `parent` is the JVM's parent as the JVM sees it (we, or its namespace's init).
+    fn greet(&self, pid: u32, parent: u32) {
         let restore_time = std::time::SystemTime::now()
             .checked_sub(self.started.elapsed())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_millis());
         let mut m = Message::new(kind::RESTORED)
             .with("pid", pid)
+            .with("parent", parent)
             .with("restore_time", restore_time)
             .with("restore_ms", self.started.elapsed().as_millis());
         for p in &self.handover.properties {
@@ -398,6 +400,10 @@ impl Restored<'_> {
         if self.lazy_pages {
             self.start_lazy_pages(criu)?;
         }
+        // A restore in this PID namespace has no init to take it down with us: a guard does.
+        // (As a namespace's init we need none: the namespace ends with us.)
+        let mut guard = (report.is_none() && std::process::id() != 1)
+            .then(|| crate::guard::Guard::start(&self.image.ids));
         let mut command = Command::new(&criu.path);
         command.args(args).stdout(Stdio::inherit());
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us
@@ -415,6 +421,9 @@ impl Restored<'_> {
             .with_context(|| format!("cannot run {}", criu.path.display()))?;
         drop(theirs);
         let criu_pid = criu_child.id() as libc::pid_t;
+        if let Some(g) = guard.as_mut() {
+            g.watch(criu_pid as u32);
+        }
         let app_pid = self.image.meta.pid as libc::pid_t;
         let mut app_running = false;
         let mut pending: Vec<libc::c_int> = Vec::new();
@@ -466,7 +475,7 @@ impl Restored<'_> {
                                 Some(r) => {
                                     r.write_all(format!("restored {app_pid}\n").as_bytes())?;
                                 }
-                                None => self.greet(app_pid as u32),
+                                None => self.greet(app_pid as u32, std::process::id()),
                             }
                             for s in pending.drain(..) {
                                 supervise::send(app_pid, s);
@@ -511,7 +520,21 @@ fn in_new_pid_namespace(
         bail!("cannot fork: {}", std::io::Error::last_os_error());
     }
     if child == 0 {
+        // The namespace's init dies with us, and the kernel then ends everything in the
+        // namespace: CRIU, a half-restored JVM, the restored JVM. (Our pid is not visible
+        // from inside the namespace, where the parent's is 0: whether we already died shows
+        // on the pipe, once its read end is ours alone.)
+        supervise::die_with_parent(0);
         drop(from_init);
+        let mut pfd = libc::pollfd {
+            fd: to_outer.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout only looks.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 && pfd.revents & libc::POLLERR != 0 {
+            std::process::exit(1);
+        }
         let lowest = restored.image.ids.iter().min().copied().unwrap_or(0);
         let code = match namespace_init(criu, args, theirs, signals, &restored, to_outer) {
             Ok(_) => 0,
@@ -547,7 +570,7 @@ fn in_new_pid_namespace(
             buf = rest.to_string();
             if line.starts_with("restored ") {
                 let outer = first_child(child as u32).unwrap_or(restored.image.meta.pid);
-                restored.greet(outer);
+                restored.greet(outer, 1);
             } else if let Some(status) = line.strip_prefix("exit ").and_then(|s| s.parse().ok()) {
                 app_exit = Some(Exit::from_wait_status(status));
             }

@@ -191,6 +191,18 @@ pub fn end_everything_below_us() {
     reap_all_blocking();
 }
 
+/// Makes this (just forked) process die with its parent, as `java` dies with its pid: SIGKILL
+/// when the parent ends, and at once if it already has (`parent` is its pid as we see it).
+pub fn die_with_parent(parent: libc::pid_t) {
+    // SAFETY: prctl, getppid and kill are async-signal-safe and touch no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
 /// Waits for every remaining child to end.
 pub fn reap_all_blocking() {
     loop {

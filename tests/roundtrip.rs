@@ -358,9 +358,24 @@ fn a_jvm_in_a_container_like_namespace_checkpoints_and_restores() {
         let last = *ticks(&app.out.all()).last().unwrap();
 
         let mut restored = restore(&image);
-        let next = restored
-            .out
-            .wait_for("a tick after restore", |l| tick(l).is_some());
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let next = loop {
+            if let Some(t) = restored
+                .out
+                .snapshot()
+                .into_iter()
+                .find(|l| tick(l).is_some())
+            {
+                break t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}: no tick after restore; crac-java said {:?}, {:?}",
+                restored.err.snapshot(),
+                restored.try_wait()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         assert_eq!(tick(&next), Some(last + 1), "{label}");
         restored.signal(libc::SIGTERM);
         assert_eq!(restored.wait().code(), Some(143), "{label}");

@@ -102,6 +102,18 @@ fn online_cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
+/// A restored JVM dies with the crac-java that restored it, as `java` dies with its pid: the
+/// parent-death signal on this (long-lived control) thread reaches the whole process.
+fn die_with_parent(parent: i32) {
+    // SAFETY: prctl, getppid and kill have no memory-safety preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
 /// Set by `crac-jcmd PID JDK.checkpoint keep_running=true` for the next checkpoint only.
 pub static KEEP_RUNNING_ONCE: AtomicBool = AtomicBool::new(false);
 
@@ -161,6 +173,9 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
                 .collect();
             crate::jni::refresh_after_restore(&env);
             LAST_START.store(now_secs(), Ordering::Release);
+            if let Some(parent) = greeting.get("parent").and_then(|p| p.parse::<i32>().ok()) {
+                die_with_parent(parent);
+            }
             if let Some(dir) = greeting.get("checkpoint_to") {
                 if let Ok(mut next) = CHECKPOINT_TO_FROM_RESTORE.lock() {
                     *next = Some(dir.to_string());

@@ -1,0 +1,81 @@
+//! The restored program lives and dies like the program: a restoring crac-java killed at any
+//! moment, even by SIGKILL, leaves nothing of the restore behind.
+
+mod support;
+use support::*;
+
+/// Processes whose command line mentions `needle` (our image or classes directory).
+fn left_with(needle: &str) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let state = crac_shim::supervise::process_state(pid)?;
+            (cmd.contains(needle) && state != 'Z').then_some((pid, cmd))
+        })
+        .collect()
+}
+
+fn nothing_left(needle: &str, what: &str) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let left = left_with(needle);
+        if left.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            for (pid, _) in &left {
+                kill_pid(*pid);
+            }
+            panic!("{what}: left running: {left:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// SIGKILL of the restoring crac-java at many moments of a restore (CRIU at work, the JVM
+/// half-restored, just restored, running): nothing is left, in this PID namespace and in a
+/// new one (when the original still holds the pid).
+#[test]
+fn a_killed_restoring_launcher_leaves_nothing_behind() {
+    require_checkpoint!();
+    let tmp = TempDir::new("killedlauncher");
+    let image = tmp.join("image");
+    ticker_image(&image, &[], 1);
+    let needle = image.display().to_string();
+    let classes = classes().display().to_string();
+    for delay_ms in [0u64, 5, 10, 20, 30, 40, 50, 60, 75, 90, 120, 200, 400] {
+        let mut c = crac_java();
+        c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+        let mut p = Proc::spawn(c);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        p.signal(libc::SIGKILL);
+        p.wait();
+        nothing_left(&needle, &format!("killed after {delay_ms} ms"));
+        nothing_left(&classes, &format!("killed after {delay_ms} ms (the JVM)"));
+    }
+
+    // The original still runs, so the copy goes to a new PID namespace.
+    let original = start_checkpointable(&tmp.join("other"), "Ticker", &[]);
+    original.out.wait_for("a tick", |l| tick(l).is_some());
+    for delay_ms in [0u64, 20, 50, 100, 400] {
+        let mut c = crac_java();
+        c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+        let mut p = Proc::spawn(c);
+        if delay_ms == 400 {
+            p.out.wait_for("the copy", |l| tick(l).is_some());
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        }
+        p.signal(libc::SIGKILL);
+        p.wait();
+        nothing_left(
+            &needle,
+            &format!("new namespace, killed after {delay_ms} ms"),
+        );
+    }
+    assert!(alive(original.pid), "the original is not touched");
+}

@@ -29,6 +29,17 @@ fn now_ticks() -> u64 {
     (secs * hz) as u64
 }
 
+/// A process's parent, field 4 of /proc/PID/stat.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// A process's start time (clock ticks since boot), field 22 of /proc/PID/stat.
 fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -150,12 +161,18 @@ fn watch(pipe: OwnedFd, ids: &[u32], since: u64, launcher: u32) {
     // ours: an older one holding such a pid is somebody else's. CRIU's own helpers (forked,
     // with its command line, which names our scratch directory) may go on creating the
     // image's tasks for a moment after CRIU died: sweep until nothing of ours shows up.
+    //
+    // Other restores of the same image may be running (many copies at once): a task with one
+    // of the image's pids is ours only if it was orphaned like us, to the reaper that adopted
+    // this guard; one whose parent lives (another restore's CRIU or crac-java) is theirs.
     let marker = format!("restore-{launcher}\0");
+    // SAFETY: getppid cannot fail.
+    let reaper = unsafe { libc::getppid() } as u32;
     let ours = |pid: u32| {
-        start_ticks(pid).is_some_and(|t| t >= since)
-            && (watched.contains(&pid)
-                || std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes())))
+        let orphaned_image_task = watched.contains(&pid) && parent(pid) == Some(reaper);
+        let our_criu = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()));
+        start_ticks(pid).is_some_and(|t| t >= since) && (orphaned_image_task || our_criu)
     };
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut quiet_since = std::time::Instant::now();

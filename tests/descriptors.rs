@@ -150,15 +150,7 @@ fn a_listening_server_answers_after_restore() {
     let tmp = TempDir::new("server");
     let image = tmp.join("image");
     let port = free_port();
-    let mut c = crac_java();
-    c.arg(format!("-XX:CRaCCheckpointTo={}", image.display()))
-        .arg("-Xmx64m")
-        .arg("-cp")
-        .arg(demo_classes())
-        .args(["HttpDemo", &port.to_string()]);
-    let mut app = Proc::spawn(c);
-    app.out
-        .wait_for("listening", |l| l.starts_with("listening on"));
+    let mut app = start_http_demo(&image, port);
     for n in 1..20 {
         assert!(http_get(port, &format!("/?n={n}"))
             .unwrap()

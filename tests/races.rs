@@ -5,15 +5,7 @@ mod support;
 use support::*;
 
 fn server_image(image: &std::path::Path, port: u16) {
-    let mut c = crac_java();
-    c.arg(format!("-XX:CRaCCheckpointTo={}", image.display()))
-        .arg("-Xmx64m")
-        .arg("-cp")
-        .arg(demo_classes())
-        .args(["HttpDemo", &port.to_string()]);
-    let mut app = Proc::spawn(c);
-    app.out
-        .wait_for("listening", |l| l.starts_with("listening on"));
+    let mut app = start_http_demo(image, port);
     checkpoint_ok(app.pid);
     app.wait();
 }

@@ -613,3 +613,17 @@ pub fn demo_classes() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// The demo HttpServer on 127.0.0.1:`port`, checkpointable into `image`, once it listens.
+pub fn start_http_demo(image: &Path, port: u16) -> Proc {
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCCheckpointTo={}", image.display()))
+        .arg("-Xmx64m")
+        .arg("-cp")
+        .arg(demo_classes())
+        .args(["HttpDemo", &port.to_string()]);
+    let app = Proc::spawn(c);
+    app.out
+        .wait_for("listening", |l| l.starts_with("listening on"));
+    app
+}

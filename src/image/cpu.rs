@@ -378,9 +378,7 @@ impl Machine {
         Machine {
             model: field("model name"),
             flags,
-            cpuid: ld_so_of(std::process::id())
-                .map(|ld| glibc_words(&ld, None, "cpuid"))
-                .unwrap_or_default(),
+            cpuid: cpuid_words(),
         }
     }
 }
@@ -492,6 +490,58 @@ pub fn check(record: &Record, here: &Machine, how: Check) -> Result<(), Mismatch
             extra: Vec::new(),
         })
     }
+}
+
+/// What CPUID reports, in glibc's words (its feature index order: leaf 1, leaf 7, 0x80000001,
+/// leaf 0xd subleaf 1, 0x80000007, 0x80000008, leaf 7 subleaf 1, 0x19, 0x14): read with the
+/// instruction itself, which costs microseconds where asking ld.so costs milliseconds of a
+/// restore.
+#[cfg(target_arch = "x86_64")]
+fn cpuid_words() -> Vec<Word> {
+    use std::arch::x86_64::{__cpuid, __cpuid_count};
+    // Leaves above the maximum read as the highest leaf's values: each is asked only when the
+    // CPU has it.
+    let (max, max_ext) = (__cpuid(0).eax, __cpuid(0x8000_0000).eax);
+    let leaves: [(u32, u32); 9] = [
+        (1, 0),
+        (7, 0),
+        (0x8000_0001, 0),
+        (0xd, 1),
+        (0x8000_0007, 0),
+        (0x8000_0008, 0),
+        (7, 1),
+        (0x19, 0),
+        (0x14, 0),
+    ];
+    let mut words = Vec::new();
+    for (index, (leaf, sub)) in leaves.into_iter().enumerate() {
+        let present = if leaf >= 0x8000_0000 {
+            leaf <= max_ext
+        } else {
+            leaf <= max
+        };
+        if !present {
+            continue;
+        }
+        let r = __cpuid_count(leaf, sub);
+        for (reg, bits) in [r.eax, r.ebx, r.ecx, r.edx].into_iter().enumerate() {
+            if bits != 0 {
+                words.push(Word {
+                    index: index as u32,
+                    reg: reg as u32,
+                    bits,
+                });
+            }
+        }
+    }
+    words
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpuid_words() -> Vec<Word> {
+    ld_so_of(std::process::id())
+        .map(|ld| glibc_words(&ld, None, "cpuid"))
+        .unwrap_or_default()
 }
 
 /// The dynamic loader a process runs with (as mapped), for its diagnostics.
@@ -607,6 +657,26 @@ mod tests {
         assert!(!tunables.unwrap().contains("-AVX2,"));
         assert_eq!(Features::Native.restrictions(), (vec![], None));
         assert!(Features::parse("a b").is_err());
+    }
+
+    /// The instruction and glibc agree on the words that hold features.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn cpuid_words_match_glibc() {
+        let Some(ld) = ld_so_of(std::process::id()) else {
+            return;
+        };
+        let glibc = glibc_words(&ld, None, "cpuid");
+        if glibc.is_empty() {
+            return;
+        }
+        let ours = cpuid_words();
+        // Leaf 1's ebx holds the APIC id of whichever CPU runs us, leaf 7's eax a count: not
+        // features.
+        let features = |w: &&Word| w.index <= 2 && w.reg != 0 && !(w.index == 0 && w.reg == 1);
+        for w in glibc.iter().filter(features) {
+            assert!(ours.contains(w), "{w:?} missing from {ours:?}");
+        }
     }
 
     #[test]

@@ -241,6 +241,17 @@ fn send(pid: u32, request: Request, timeout: std::time::Duration) -> Result<i32>
     }
 }
 
+/// A JVM that closed its socket or its connection without an answer may be on its way out
+/// (its memory already gone, its process not yet): let it finish before saying what it did.
+fn settle(pid: u32, deadline: std::time::Instant) {
+    let ending = || {
+        !has_agent(pid) && !matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X'))
+    };
+    while ending() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Why a JVM that was a crac-shim JVM stopped answering, in its terms.
 fn gone_or_silent(pid: u32, was_ours: bool, busy: bool, waited: &str) -> anyhow::Error {
     match crate::supervise::process_state(pid) {
@@ -283,7 +294,10 @@ fn exchange(
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             bail!("permission denied on {path}: only the JVM's owner (or root) may control it")
         }
-        Err(_) if was_ours => return Err(gone_or_silent(pid, was_ours, busy, "in time")),
+        Err(_) if was_ours => {
+            settle(pid, deadline);
+            return Err(gone_or_silent(pid, was_ours, busy, "in time"));
+        }
         Err(_) => bail!(
             "{pid} is not a crac-shim JVM (no control socket {path}); start it with crac-java -XX:CRaCCheckpointTo=DIR"
         ),
@@ -313,7 +327,10 @@ fn exchange(
         Some(Err(e)) if unseen(&e) => return Ok(None),
         Some(Err(e)) if timed_out(&e) => return Err(gone_or_silent(pid, true, busy, &within())),
         Some(line) => line.context("the JVM's answer broke off")?,
-        None => return Err(gone_or_silent(pid, true, busy, "")),
+        None => {
+            settle(pid, deadline);
+            return Err(gone_or_silent(pid, true, busy, ""));
+        }
     };
     if format!("{first}\n") == BUSY {
         return Ok(None);
@@ -322,7 +339,10 @@ fn exchange(
     for line in std::iter::once(Ok(first)).chain(lines) {
         let line = match line {
             Err(e) if timed_out(&e) => return Err(gone_or_silent(pid, true, busy, &within())),
-            Err(_) => return Err(gone_or_silent(pid, true, busy, "to the end")),
+            Err(_) => {
+                settle(pid, deadline);
+                return Err(gone_or_silent(pid, true, busy, "to the end"));
+            }
             Ok(l) => l,
         };
         if let Some(code) = parse_exit_line(&line) {
@@ -330,6 +350,7 @@ fn exchange(
         }
         println!("{line}");
     }
+    settle(pid, deadline);
     Err(gone_or_silent(pid, true, busy, "to the end"))
 }
 

@@ -79,3 +79,68 @@ fn a_killed_restoring_launcher_leaves_nothing_behind() {
     }
     assert!(alive(original.pid), "the original is not touched");
 }
+
+/// A checkpoint that fails leaves stdin as it was: a program reading it before, during and
+/// after goes on reading it, nothing lost or duplicated (it read end-of-file before: a read
+/// begun during the dump waited on the placeholder pipe, whose writer then went away).
+#[test]
+fn stdin_is_untouched_by_a_failed_checkpoint() {
+    require_checkpoint!();
+    let tmp = TempDir::new("stdinfail");
+    let image = tmp.join("image");
+    // CRIU runs this before it dumps anything: a second of grace, then a failure. A line
+    // typed meanwhile is read, and the reader's next read lands on the placeholder.
+    let script = tmp.join("slow-failure.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = pre-dump ] || exit 0\nsleep 1\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!(
+        "-XX:CRaCEngineOptions=args=--action-script {}",
+        script.display()
+    ));
+    let mut app = start_checkpointable_with(cmd, &image, "Ticker", &["echo"]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    app.write_stdin("before\n");
+    app.out.wait_for("the first echo", |l| l == "echo: before");
+    for round in 0..2 {
+        let pid = app.pid;
+        let dump = std::thread::spawn(move || checkpoint(pid));
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        app.write_stdin(&format!("during {round}\n"));
+        app.out.wait_for("the echo during the dump", |l| {
+            l == format!("echo: during {round}")
+        });
+        let o = dump.join().unwrap();
+        assert_eq!(o.code, Some(1), "round {round}: {}", o.stdout);
+        app.write_stdin(&format!("after {round}\n"));
+        app.out.wait_for("the echo after a failed dump", |l| {
+            l == format!("echo: after {round}")
+        });
+    }
+    // A failed dump during which nothing was typed: the reader waited on stdin itself all
+    // along, and the next line reaches it exactly once.
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    app.write_stdin("quiet\n");
+    app.out
+        .wait_for("the echo after a quiet failed dump", |l| l == "echo: quiet");
+    let lines = app.out.snapshot();
+    assert!(!lines.iter().any(|l| l == "echo: EOF"), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| *l == "echo: quiet").count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("echo: after"))
+            .count(),
+        2,
+        "nothing duplicated: {lines:?}"
+    );
+}

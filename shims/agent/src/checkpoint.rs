@@ -376,6 +376,7 @@ fn dump_prepared(
     drop(helper_end);
     drop(client);
 
+    let reads_before = stdin_reads();
     for (target, fd) in places.installed.iter().enumerate() {
         dup_onto(fd.as_fd(), target as RawFd)?;
     }
@@ -383,7 +384,7 @@ fn dump_prepared(
 
     nix::sys::socket::send(agent_end.as_raw_fd(), &dump.encode(), MsgFlags::empty())?;
     let (reply, stdio) = receive(&agent_end)?;
-    Ok(finish(reply, stdio, places.spare))
+    Ok(finish(reply, stdio, places.spare, &reads_before))
 }
 
 /// What the restore must check or prepare, and the CRIU options some descriptors need.
@@ -453,13 +454,26 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
     }
 }
 
-fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, spare: [OwnedFd; 3]) -> Outcome {
-    let give_back_stdio = |stdio: &[OwnedFd]| {
+fn finish(
+    reply: Option<Message>,
+    stdio: Vec<OwnedFd>,
+    spare: [OwnedFd; 3],
+    reads_before: &[StdinRead],
+) -> Outcome {
+    let [stdin_writer, out_reader, err_reader] = spare;
+    let mut stdin_writer = Some(stdin_writer);
+    let mut give_back_stdio = |stdio: &[OwnedFd]| {
+        // A read of stdin begun during the dump waits on the placeholder, not on stdin: found
+        // before stdin goes back, it is handed the next input, or it would read end-of-file.
+        let waiting = reads_on_placeholder(reads_before);
         for (target, fd) in stdio.iter().take(3).enumerate() {
             let _ = dup_onto(fd.as_fd(), target as RawFd);
         }
-        drain_pipe(&spare[1], 1);
-        drain_pipe(&spare[2], 2);
+        drain_pipe(&out_reader, 1);
+        drain_pipe(&err_reader, 2);
+        if let (Some(count), Some(writer)) = (waiting, stdin_writer.take()) {
+            relay_one_read(count, writer);
+        }
     };
     match reply {
         Some(m) if m.kind == kind::FAILED => {
@@ -484,6 +498,89 @@ fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, spare: [OwnedFd; 3]) -> O
             warn("the checkpoint channel closed without an answer");
             Outcome::Restored(Message::new(kind::RESTORED))
         }
+    }
+}
+
+/// A thread of ours blocked in read(0, ...): its id, the count it asked for, and how often it
+/// has given up the CPU (which tells a read that has waited all along from a new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StdinRead {
+    tid: u32,
+    count: usize,
+    switches: u64,
+}
+
+fn stdin_reads() -> Vec<StdinRead> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut reads = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("syscall")) else {
+            continue;
+        };
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let arg = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|a| usize::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        };
+        let reading_stdin = fields.first().and_then(|n| n.parse::<i64>().ok())
+            == Some(libc::SYS_read)
+            && arg(1) == Some(0);
+        let (Some(tid), Some(count)) = (
+            task.file_name().to_str().and_then(|t| t.parse().ok()),
+            arg(3).filter(|c| *c > 0),
+        ) else {
+            continue;
+        };
+        if !reading_stdin {
+            continue;
+        }
+        let switches = std::fs::read_to_string(task.path().join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        reads.push(StdinRead {
+            tid,
+            count,
+            switches,
+        });
+    }
+    reads
+}
+
+/// The smallest count asked by a read of stdin begun while the placeholder was in place:
+/// reads that were already waiting on the real stdin before (`before`, not run since) are
+/// still on it and need nothing.
+fn reads_on_placeholder(before: &[StdinRead]) -> Option<usize> {
+    stdin_reads()
+        .into_iter()
+        .filter(|r| !before.contains(r))
+        .map(|r| r.count)
+        .min()
+}
+
+/// Feeds the reader blocked on the stdin placeholder the next input from the real stdin (at
+/// most what it asked for, so nothing is read twice or lost), or end-of-file if stdin ends.
+fn relay_one_read(count: usize, writer: OwnedFd) {
+    let relay = std::thread::Builder::new()
+        .name("crac-shim-stdin".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; count.min(1 << 16)];
+            // SAFETY: reading into our own buffer from fd 0, which is the real stdin again.
+            let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let _ =
+                    std::io::Write::write_all(&mut std::fs::File::from(writer), &buf[..n as usize]);
+            }
+        });
+    if let Err(e) = relay {
+        warn(&format!("cannot relay stdin after the checkpoint: {e}"));
     }
 }
 

@@ -321,6 +321,12 @@ fn dump(request: &Message) -> Result<()> {
         descriptors: request.get_all("descriptor").map(str::to_string).collect(),
         cpu,
     };
+    // CRIU left every task of the tree stopped (the JVM and what it started): all of them end
+    // once the image is complete, or all go on if it cannot be.
+    let tree = std::fs::read(staging.join("pstree.img"))
+        .ok()
+        .and_then(|b| image::pstree_ids(&b).ok())
+        .unwrap_or_else(|| vec![pid]);
     let finished = finish_image(&meta, &staging, &dir);
     if !keep_running {
         let signal = if finished.is_ok() {
@@ -328,7 +334,9 @@ fn dump(request: &Message) -> Result<()> {
         } else {
             nix::sys::signal::Signal::SIGCONT
         };
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        for id in tree {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(id as i32), signal);
+        }
     }
     finished
 }

@@ -144,3 +144,45 @@ fn stdin_is_untouched_by_a_failed_checkpoint() {
         "nothing duplicated: {lines:?}"
     );
 }
+
+/// A JVM with a child process, checkpointed: the dump ends the whole tree it froze, so the
+/// original's child is not left behind (stopped, forever); the copy comes back with its child.
+#[test]
+fn a_checkpoint_ends_the_jvms_children_too() {
+    require_checkpoint!();
+    let tmp = TempDir::new("children");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Parent", &[]);
+    let child: u32 = app
+        .out
+        .wait_for("the child", |l| l.starts_with("child "))
+        .trim_start_matches("child ")
+        .parse()
+        .unwrap();
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !matches!(
+        crac_shim::supervise::process_state(child),
+        None | Some('Z' | 'X')
+    ) {
+        if std::time::Instant::now() > deadline {
+            kill_pid(child);
+            panic!(
+                "the original's child {child} is left behind ({:?})",
+                crac_shim::supervise::process_state(child)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let restored = restore(&image);
+    restored
+        .out
+        .wait_for("ticks after restore", |l| tick(l).is_some());
+    let below = restored.descendants();
+    assert!(
+        below.len() >= 2,
+        "the JVM and its child come back: {below:?}"
+    );
+}

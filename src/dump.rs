@@ -250,15 +250,31 @@ fn dump(request: &Message) -> Result<()> {
     let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
-    let status = Command::new(&criu_path)
+    let mut criu_child = Command::new(&criu_path)
         .args(&args)
         .env_remove("LD_PRELOAD")
         .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
-        .status()
+        .spawn()
         .with_context(|| format!("cannot run {}", criu_path.display()))?;
+    // A JVM killed while CRIU freezes it can leave CRIU waiting for good: the dump cannot
+    // succeed any more, so CRIU is stopped (and the failure below says the JVM died).
+    let status = loop {
+        if let Some(status) = criu_child.try_wait()? {
+            break status;
+        }
+        if matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X')) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if let Some(status) = criu_child.try_wait()? {
+                break status;
+            }
+            let _ = criu_child.kill();
+            break criu_child.wait()?;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     if !status.success() {
         let log = std::fs::read_to_string(staging.join("dump.log")).unwrap_or_default();
         let output = std::fs::read_to_string(staging.join("criu.out")).unwrap_or_default();

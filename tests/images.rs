@@ -265,13 +265,7 @@ fn inspect_shows_what_is_inside_and_secrets_stay_out_of_sight() {
             );
         }
         assert!(!o.stdout.contains("s3cret-value"), "values never shown");
-        let home = java
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .display()
-            .to_string();
+        let home = home_of(&java);
         assert!(o.stdout.contains(&home), "{}", o.stdout);
         let mut c = crac_java();
         c.arg(format!("-XX:CRaCInspectImage={}", image.display()))

@@ -181,13 +181,7 @@ fn real_java_is_found_and_never_ourselves() {
     assert!(o.stderr.contains("openjdk version"));
     // JAVA_HOME wins over PATH.
     if let Some(other) = other_jdks().first() {
-        let home = other
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .display()
-            .to_string();
+        let home = home_of(other);
         let o = run_with(Some(&home), &[]);
         let theirs = run({
             let mut c = Command::new(other);

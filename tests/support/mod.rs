@@ -75,6 +75,14 @@ pub fn default_java() -> PathBuf {
     PathBuf::from("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
 }
 
+/// The JDK directory of a `.../bin/java`.
+pub fn home_of(java: &Path) -> String {
+    java.parent()
+        .and_then(Path::parent)
+        .map(|h| h.display().to_string())
+        .unwrap_or_default()
+}
+
 /// JDKs under /usr/lib/jvm other than Debian's default 17 (one entry per real directory).
 pub fn other_jdks() -> Vec<PathBuf> {
     let default = std::fs::canonicalize(default_java()).ok();

@@ -52,9 +52,10 @@ fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 impl Guard {
-    /// Starts the guard for a restore that watches `ids` (the image's pids and thread ids).
-    /// Call while the launcher is single-threaded (it forks).
-    pub fn start(ids: &[u32]) -> Guard {
+    /// Starts the guard for a restore that watches `ids` (the image's pids and thread ids),
+    /// whose program runs from `java_home`. Call while the launcher is single-threaded (it
+    /// forks).
+    pub fn start(ids: &[u32], java_home: &str) -> Guard {
         let since = now_ticks().saturating_sub(1);
         let launcher = std::process::id();
         let Ok((read_end, write_end)) = std::io::pipe() else {
@@ -74,7 +75,7 @@ impl Guard {
                 // handlers (the parent's buffers are not ours to flush).
                 unsafe { libc::_exit(0) };
             }
-            watch(OwnedFd::from(read_end), ids, since, launcher);
+            watch(OwnedFd::from(read_end), ids, java_home, since, launcher);
             // SAFETY: as above.
             unsafe { libc::_exit(0) };
         }
@@ -94,6 +95,13 @@ impl Guard {
         }
     }
 
+    /// CRIU has finished: the image's tasks are all there, and the guard notes who they are.
+    pub fn restored(&mut self) {
+        if let Some(p) = self.pipe.as_mut() {
+            let _ = writeln!(p, "restored");
+        }
+    }
+
     /// The restore is over (or the JVM's agent has taken over): the guard leaves quietly.
     pub fn release(&mut self) {
         if let Some(mut p) = self.pipe.take() {
@@ -110,7 +118,7 @@ impl Drop for Guard {
 }
 
 /// The guard's life: read pids until "done" (leave) or end of file (we died: kill them).
-fn watch(pipe: OwnedFd, ids: &[u32], since: u64, launcher: u32) {
+fn watch(pipe: OwnedFd, ids: &[u32], java_home: &str, since: u64, launcher: u32) {
     // SAFETY: changing dispositions and closing descriptors in our own, single-threaded
     // process; the terminal's Ctrl-C or a hangup must not end the guard before its moment.
     unsafe {
@@ -133,6 +141,8 @@ fn watch(pipe: OwnedFd, ids: &[u32], since: u64, launcher: u32) {
         libc::close_range(keep as u32 + 1, u32::MAX, 0);
     }
     let mut watched: Vec<u32> = ids.to_vec();
+    // The image's tasks as they were when CRIU finished: (pid, start time).
+    let mut restored: Vec<(u32, u64)> = Vec::new();
     let mut text = Vec::new();
     let mut buf = [0u8; 64];
     // SAFETY: the descriptor is ours; File takes it over.
@@ -147,6 +157,12 @@ fn watch(pipe: OwnedFd, ids: &[u32], since: u64, launcher: u32) {
                     let line = String::from_utf8_lossy(&line).trim().to_string();
                     if line == "done" {
                         return;
+                    }
+                    if line == "restored" {
+                        restored = watched
+                            .iter()
+                            .filter_map(|pid| Some((*pid, start_ticks(*pid)?)))
+                            .collect();
                     }
                     if let Ok(pid) = line.parse() {
                         watched.push(pid);
@@ -168,8 +184,21 @@ fn watch(pipe: OwnedFd, ids: &[u32], since: u64, launcher: u32) {
     let marker = format!("restore-{launcher}\0");
     // SAFETY: getppid cannot fail.
     let reaper = unsafe { libc::getppid() } as u32;
+    //
+    // Pids are recycled, quickly where pid_max is 32768: an image's pid may have been given
+    // since to anything else orphaned to the same reaper (another JVM's dump helper, a
+    // container's shim). A task is the image's only if it is the very task CRIU restored
+    // (same start time), or, while CRIU was still at work, runs the image's JDK.
+    let is_image_task = |pid: u32| {
+        let start = start_ticks(pid);
+        restored.iter().any(|(p, t)| *p == pid && Some(*t) == start)
+            || (!java_home.is_empty()
+                && std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .is_ok_and(|exe| exe.starts_with(java_home)))
+    };
     let ours = |pid: u32| {
-        let orphaned_image_task = watched.contains(&pid) && parent(pid) == Some(reaper);
+        let orphaned_image_task =
+            watched.contains(&pid) && parent(pid) == Some(reaper) && is_image_task(pid);
         let our_criu = std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()));
         start_ticks(pid).is_some_and(|t| t >= since) && (orphaned_image_task || our_criu)

@@ -265,6 +265,9 @@ fn gone_or_silent(pid: u32, was_ours: bool, busy: bool, waited: &str) -> anyhow:
         Some('T' | 't') => anyhow::anyhow!(
             "{pid} is stopped (SIGSTOP, a debugger or job control) and did not answer {waited}: resume it (kill -CONT {pid}) and ask again; the request is dropped, it will not run later"
         ),
+        Some(_) if waited.is_empty() => anyhow::anyhow!(
+            "{pid} hung up without an answer (its checkpoint ended abnormally; the JVM's output says why); it still runs: ask again"
+        ),
         Some(_) => anyhow::anyhow!(
             "{pid} did not answer {waited}; give --timeout more if a checkpoint of a large heap is under way"
         ),

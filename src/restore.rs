@@ -403,7 +403,7 @@ impl Restored<'_> {
         // A restore in this PID namespace has no init to take it down with us: a guard does.
         // (As a namespace's init we need none: the namespace ends with us.)
         let mut guard = (report.is_none() && std::process::id() != 1)
-            .then(|| crate::guard::Guard::start(&self.image.ids));
+            .then(|| crate::guard::Guard::start(&self.image.ids, &self.image.meta.java_home));
         let mut command = Command::new(&criu.path);
         command.args(args).stdout(Stdio::inherit());
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us
@@ -471,6 +471,9 @@ impl Restored<'_> {
                                 let _ = std::fs::remove_dir_all(self.work);
                             }
                             app_running = true;
+                            if let Some(g) = guard.as_mut() {
+                                g.restored();
+                            }
                             match report.as_mut() {
                                 Some(r) => {
                                     r.write_all(format!("restored {app_pid}\n").as_bytes())?;

@@ -305,6 +305,10 @@ impl Proc {
         let out = Lines::collect(child.stdout.take().unwrap());
         let err = Lines::collect(child.stderr.take().unwrap());
         let stdin = child.stdin.take();
+        STDERR_OF
+            .lock()
+            .unwrap()
+            .push((child.id(), std::sync::Arc::downgrade(&err.0)));
         Proc {
             pid: child.id(),
             child: Some(child),
@@ -550,15 +554,36 @@ pub fn checkpoint(pid: u32) -> Output {
     run(c)
 }
 
+/// The standard error of every process a Proc started, by pid, for failure messages.
+#[allow(clippy::type_complexity)]
+static STDERR_OF: Mutex<Vec<(u32, std::sync::Weak<(Mutex<Seen>, Condvar)>)>> =
+    Mutex::new(Vec::new());
+
+/// The last lines a Proc with this pid wrote to standard error (its own words on a failure).
+pub fn stderr_tail(pid: u32) -> Vec<String> {
+    let procs = STDERR_OF.lock().unwrap();
+    let Some(lines) = procs
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == pid)
+        .and_then(|(_, w)| w.upgrade())
+    else {
+        return Vec::new();
+    };
+    let seen = lines.0.lock().unwrap().0.clone();
+    seen[seen.len().saturating_sub(12)..].to_vec()
+}
+
 /// Checkpoints and checks jcmd's success output.
 pub fn checkpoint_ok(pid: u32) {
     let o = checkpoint(pid);
     assert_eq!(
         o.code,
         Some(0),
-        "checkpoint failed: {} {}",
+        "checkpoint failed: {} {}; the JVM's (or its crac-java's) last words: {:?}",
         o.stdout,
-        o.stderr
+        o.stderr,
+        stderr_tail(pid)
     );
     assert_eq!(o.stdout, format!("{pid}:\nCommand executed successfully\n"));
 }

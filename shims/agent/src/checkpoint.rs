@@ -164,7 +164,9 @@ fn placeholders() -> std::io::Result<Placeholders> {
 
 pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
     let _one_at_a_time = CHECKPOINT.lock().unwrap_or_else(|p| p.into_inner());
-    match prepare_and_dump(config, client) {
+    // Ours until the dump helper has it: whatever fails before then, crac-jcmd hears of it.
+    let mut client = client;
+    match prepare_and_dump(config, &mut client) {
         Ok(Outcome::Restored(greeting)) => {
             let env: Vec<(String, String)> = greeting
                 .get_all("env")
@@ -186,6 +188,16 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             warn(&format!("checkpoint failed: {e}"));
+            if let Some(c) = client.take() {
+                let _ = std::io::Write::write_all(
+                    &mut std::os::unix::net::UnixStream::from(c),
+                    format!(
+                        "An exception during a checkpoint operation:\njdk.crac.CheckpointException: {e}\n{}",
+                        crac_shim_proto::exit_line(1)
+                    )
+                    .as_bytes(),
+                );
+            }
             Outcome::Failed(e.to_string())
         }
     }
@@ -260,10 +272,10 @@ fn notify_policy_decisions(entries: &[scan::Entry], config: &Config) {
     }
 }
 
-fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result<Outcome> {
+fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::Result<Outcome> {
     let policy = match policy(config) {
         Ok(p) => p,
-        Err(e) => return Ok(refuse(client, e)),
+        Err(e) => return Ok(refuse(client.take(), e)),
     };
     let exclude: Vec<RawFd> = client.iter().map(|c| c.as_raw_fd()).collect();
     let entries = scan::scan(&exclude, &policy, &config.ignored_fds);
@@ -277,7 +289,7 @@ fn prepare_and_dump(config: &Config, client: Option<OwnedFd>) -> std::io::Result
         .map(scan::Entry::refusal)
         .collect();
     if !refused.is_empty() {
-        return Ok(refuse(client, refused.join("\n")));
+        return Ok(refuse(client.take(), refused.join("\n")));
     }
     let prepared = scan::prepare(&entries)?;
     let outcome = dump_prepared(config, client, &entries, &policy);
@@ -304,7 +316,7 @@ fn refuse(client: Option<OwnedFd>, text: String) -> Outcome {
 
 fn dump_prepared(
     config: &Config,
-    client: Option<OwnedFd>,
+    client: &mut Option<OwnedFd>,
     entries: &[scan::Entry],
     policy: &Policy,
 ) -> std::io::Result<Outcome> {
@@ -374,7 +386,8 @@ fn dump_prepared(
         [&places.spare[1], &places.spare[2]],
     )?;
     drop(helper_end);
-    drop(client);
+    // The helper answers crac-jcmd now; no connection may stay in the image.
+    drop(client.take());
 
     let reads_before = stdin_reads();
     for (target, fd) in places.installed.iter().enumerate() {

@@ -118,80 +118,10 @@ fn check(path: &Path) -> Result<Criu, String> {
     Ok(Criu { path, version })
 }
 
-/// Checks that we may run CRIU: root with the capabilities it needs, or (issue: rootless) a
-/// CRIU binary with file capabilities.
-pub fn check_privilege(criu: &Criu) -> Result<()> {
-    use caps::{CapSet, Capability};
-    if !rootless() {
-        let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
-        for needed in [
-            Capability::CAP_SYS_ADMIN,
-            Capability::CAP_SYS_PTRACE,
-            Capability::CAP_CHECKPOINT_RESTORE,
-        ] {
-            if !effective.contains(&needed) {
-                bail!("not enough privilege: CRIU needs {needed}, which this process does not have (run as root outside a restricted container, or grant {needed})");
-            }
-        }
-        return Ok(());
-    }
-    // Rootless: CRIU's --unprivileged mode, with capabilities on the CRIU binary itself.
-    let setcap = format!(
-        "as root: setcap cap_checkpoint_restore,cap_sys_ptrace,cap_setpcap+eip {}",
-        criu.path.display()
-    );
-    let file_caps = file_capabilities(&criu.path);
-    let bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
-    for (needed, bit) in [
-        (Capability::CAP_CHECKPOINT_RESTORE, 40),
-        (Capability::CAP_SYS_PTRACE, 19),
-    ] {
-        if file_caps & (1u64 << bit) == 0 {
-            bail!("not enough privilege: as a non-root user CRIU needs {needed} on its binary, which {} lacks ({setcap})", criu.path.display());
-        }
-        if !bounding.contains(&needed) {
-            bail!("not enough privilege: {needed} is not in this process's bounding set, so CRIU cannot get it from its binary; run as root");
-        }
-    }
-    Ok(())
-}
-
 /// True when we run CRIU without root: then with --unprivileged.
 pub fn rootless() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() != 0 }
-}
-
-/// The permitted file capabilities of `path` (security.capability, VFS_CAP_REVISION_2/3:
-/// magic, then permitted and inheritable, low 32 bits first then high).
-fn file_capabilities(path: &Path) -> u64 {
-    let mut buf = [0u8; 24];
-    let (Ok(p), Ok(n)) = (
-        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()),
-        std::ffi::CString::new("security.capability"),
-    ) else {
-        return 0;
-    };
-    // SAFETY: both strings are NUL-terminated; buf is writable for its length.
-    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if len < 20 {
-        return 0;
-    }
-    let word = |i: usize| {
-        u64::from(u32::from_le_bytes(
-            buf[i..i + 4].try_into().unwrap_or([0; 4]),
-        ))
-    };
-    word(4) | (word(12) << 32)
-}
-
-/// CRIU options for who we are: --unprivileged without root.
-pub fn privilege_args() -> Vec<String> {
-    if rootless() {
-        vec!["--unprivileged".into()]
-    } else {
-        Vec::new()
-    }
 }
 
 /// Options shared by dump and restore: the JVM is a job of somebody's shell (not a session
@@ -284,16 +214,52 @@ pub fn lazy_pages_args(dir: &Path, work_dir: &Path, status_fd: i32) -> Vec<Strin
         "--status-fd".into(),
         status_fd.to_string(),
     ];
-    a.extend(privilege_args());
+    a.extend(crate::privilege::criu_mode_args());
     a
 }
 
+/// Errors CRIU logs while it probes the kernel (a container without /dev/net/tun, without
+/// CAP_NET_ADMIN for veth or nftables) and then goes on: never the reason for a failure.
+const PROBE_NOISE: &[&str] = &[
+    "Can't setup RLIMIT_NOFILE",
+    "Unable to create tun",
+    "reported by netlink",
+    "Unable to create a veth pair",
+    "net: Unexpected error",
+    "FAILED.",
+];
+
 /// The first line of a CRIU log that explains a failure: the first `Error` line, minus the
-/// timestamp and source location, skipping known noise.
+/// timestamp and source location, skipping the probes' noise, with what to do in our terms
+/// where we know it.
 pub fn first_error(log: &str) -> Option<String> {
+    let errors = errors(log);
+    let first = errors
+        .iter()
+        .find(|e| !PROBE_NOISE.iter().any(|n| e.contains(n)))
+        .or_else(|| errors.first())?;
+    Some(match advice(first) {
+        Some(a) => format!("{first} ({a})"),
+        None => first.clone(),
+    })
+}
+
+/// What a CRIU error means for a crac-shim user.
+fn advice(error: &str) -> Option<&'static str> {
+    if error.contains("suspending seccomp failed") {
+        Some("crac-java runs under a seccomp filter: in a container, run it with --security-opt seccomp=unconfined")
+    } else if error.contains("SO_SNDBUFFORCE") {
+        Some("CRIU's full mode needs CAP_NET_ADMIN here")
+    } else if error.contains("Can't dump ghost file") {
+        Some("a deleted file is still open or mapped: raise CRIU's limit with -XX:CRaCEngineOptions=args=--ghost-limit=SIZE")
+    } else {
+        None
+    }
+}
+
+fn errors(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| l.contains("Error (") || l.contains("Error:"))
-        .filter(|l| !l.contains("Can't setup RLIMIT_NOFILE"))
         .map(|l| match l.find("): ") {
             Some(i) if l.contains("Error (") => l[i + 3..].trim().to_string(),
             _ => l
@@ -304,7 +270,8 @@ pub fn first_error(log: &str) -> Option<String> {
                 .trim()
                 .to_string(),
         })
-        .find(|l| !l.is_empty())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Key of a unix socket in `--external unix[N]`, from a `socket:[N]` descriptor key.
@@ -371,6 +338,13 @@ mod tests {
             Some("File tmp/x has bad size 5 (expect 3)")
         );
         assert_eq!(first_error("all good"), None);
+        // A container's dump: the probes complain first, the seccomp refusal is the reason.
+        let log = "(00.009) Error (criu/tun.c:85): tun: Unable to create tun: No such file or directory\n(00.012) Error (criu/libnetlink.c:54): -1 reported by netlink: Operation not permitted\n(00.012) Error (criu/net.c:4151): net: Unable to create a veth pair: -1\n(00.041) Error (compel/src/lib/ptrace.c:27): suspending seccomp failed: Operation not permitted\n(00.041) Error (criu/cr-dump.c:1975): Dumping FAILED.\n";
+        let e = first_error(log).unwrap();
+        assert!(
+            e.starts_with("suspending seccomp failed") && e.contains("seccomp=unconfined"),
+            "{e}"
+        );
         assert_eq!(socket_inode("socket:[123]"), Some(123));
         assert_eq!(socket_inode("pipe:[1]"), None);
     }

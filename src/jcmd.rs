@@ -113,7 +113,7 @@ fn run(action: Action) -> Result<i32> {
             timeout,
         } => {
             let pids = match target {
-                Target::Pid(pid) => vec![pid],
+                Target::Pid(pid) => vec![jvm_of_launcher(pid).unwrap_or(pid)],
                 Target::Name(name) => {
                     let pids: Vec<u32> = list()
                         .into_iter()
@@ -372,6 +372,27 @@ fn connect(pid: u32, path: &str, deadline: std::time::Instant) -> std::io::Resul
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
+    }
+}
+
+/// A container's entry point `crac-java` stays pid 1 (the namespace's init) and runs the JVM
+/// as its child; a restoring `crac-java` is the restored JVM's parent. Operators name the
+/// pid they know (`docker exec C crac-jcmd 1 JDK.checkpoint`): it means that JVM.
+fn jvm_of_launcher(pid: u32) -> Option<u32> {
+    if has_agent(pid) {
+        return None;
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    if exe.file_name()? != "crac-java" {
+        return None;
+    }
+    let jvms: Vec<u32> = crate::supervise::children(pid)
+        .into_iter()
+        .filter(|c| has_agent(*c))
+        .collect();
+    match jvms.as_slice() {
+        [one] => Some(*one),
+        _ => None,
     }
 }
 

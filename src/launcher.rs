@@ -173,7 +173,7 @@ fn locate_criu(inv: &Invocation) -> Result<Criu> {
 
 /// --unprivileged without root, then `CRAC_CRIU_OPTS` and the engine's `args`, split on spaces.
 fn criu_args(inv: &Invocation) -> Vec<String> {
-    let mut v = criu::privilege_args();
+    let mut v = crate::privilege::criu_mode_args();
     v.extend(
         std::env::var("CRAC_CRIU_OPTS")
             .unwrap_or_default()
@@ -213,7 +213,7 @@ fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, 
         image::prepare_target(&dir)?;
     }
     let criu = locate_criu(inv)?;
-    criu::check_privilege(&criu)?;
+    crate::privilege::check(&criu, crate::privilege::Operation::Checkpoint)?;
     let agent = agent_path()?;
     let runtime = paths::runtime_dir();
     paths::ensure_private(&runtime)?;

@@ -14,5 +14,6 @@ pub mod java;
 pub mod jcmd;
 pub mod launcher;
 pub mod paths;
+pub mod privilege;
 pub mod restore;
 pub mod supervise;

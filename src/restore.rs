@@ -83,7 +83,14 @@ fn needs_new_pid_namespace(image: &Image) -> bool {
 
 pub fn run(req: Request) -> Result<Exit> {
     let started = Instant::now();
-    criu::check_privilege(&req.criu)?;
+    // What every restore needs, before anything else; what this image needs once it is read.
+    crate::privilege::check(
+        &req.criu,
+        crate::privilege::Operation::Restore {
+            tcp_established: false,
+            new_pid_namespace: false,
+        },
+    )?;
     let image = image::open(&req.dir, &req.checks)?;
     // Held until the copy ends (this process stays its parent): taken before the bind check,
     // so that of two restores racing for one address exactly one gets past both.
@@ -91,6 +98,7 @@ pub fn run(req: Request) -> Result<Exit> {
     check_environment(&image)?;
     let signals = supervise::take_over_signals();
     let private_pids = needs_new_pid_namespace(&image);
+    crate::privilege::check(&req.criu, restore_operation(&image, private_pids))?;
     if private_pids && criu::rootless() {
         bail!(
             "pid {} of the image is in use, and without root the restore cannot move to a new PID namespace; end that process (or restore as root)",
@@ -105,6 +113,18 @@ pub fn run(req: Request) -> Result<Exit> {
             attempt(&req, &image, &signals, started, true)
         }
         other => other,
+    }
+}
+
+/// What CRIU will do for this image, for the privilege it needs.
+pub fn restore_operation(image: &Image, new_pid_namespace: bool) -> crate::privilege::Operation {
+    crate::privilege::Operation::Restore {
+        tcp_established: image
+            .meta
+            .restore_args
+            .iter()
+            .any(|a| a == "--tcp-established"),
+        new_pid_namespace,
     }
 }
 

@@ -65,6 +65,7 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
             .map_err(|e| e.to_string()),
     );
     let mut ids = Vec::new();
+    let mut pids_taken = false;
     if let Some(m) = &meta {
         verdict(
             "JDK",
@@ -115,6 +116,7 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
             .map(|(id, _)| *id)
             .collect();
         let zombies = states.iter().any(|(_, s)| matches!(s, Some('Z' | 'X')));
+        pids_taken = !taken.is_empty();
         verdict(
             "pids",
             Ok(if taken.is_empty() && zombies {
@@ -139,7 +141,13 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
     verdict(
         "CRIU",
         criu.and_then(|c| {
-            crate::criu::check_privilege(c)
+            let op = crate::privilege::Operation::Restore {
+                tcp_established: meta
+                    .as_ref()
+                    .is_some_and(|m| m.restore_args.iter().any(|a| a == "--tcp-established")),
+                new_pid_namespace: pids_taken,
+            };
+            crate::privilege::check(c, op)
                 .map(|()| format!("{} at {}", c.version, c.path.display()))
                 .map_err(|e| format!("{e:#}"))
         }),

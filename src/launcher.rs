@@ -208,12 +208,13 @@ fn agent_path() -> Result<PathBuf> {
 /// What the agent needs from us, as environment variables.
 fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, OsString)>> {
     let dir = absolute(dir)?;
+    // Refusals that create nothing come first: a refused start leaves no directory behind.
+    let criu = locate_criu(inv)?;
+    crate::privilege::check(&criu, crate::privilege::Operation::Checkpoint)?;
     // A directory with placeholders is only known at checkpoint time.
     if !dir.to_string_lossy().contains('%') {
         image::prepare_target(&dir)?;
     }
-    let criu = locate_criu(inv)?;
-    crate::privilege::check(&criu, crate::privilege::Operation::Checkpoint)?;
     let agent = agent_path()?;
     let runtime = paths::runtime_dir();
     paths::ensure_private(&runtime)?;

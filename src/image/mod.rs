@@ -672,6 +672,16 @@ pub fn prepare_target(dir: &Path) -> Result<()> {
             if !empty && !dir.join(METADATA_FILE).exists() {
                 bail!("{shown} is neither empty nor a crac-shim image: refusing to replace what is in it; give a new or empty directory");
             }
+            // A checkpoint writes beside the directory and swaps it in: the parent must take
+            // writes (a volume mounted read-only would fail only at the checkpoint).
+            if let Some(parent) = dir.parent() {
+                nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot write an image next to {shown}: {} ({e}); give a writable directory",
+                        parent.display()
+                    )
+                })?;
+            }
             Ok(())
         }
     }

@@ -652,3 +652,240 @@ fn bad_cases_in_containers_get_one_line_each() {
         &["libjvm.so"],
     );
 }
+
+/// Docker 20.10 cannot name CAP_CHECKPOINT_RESTORE; newer engines pass it to runc. The same
+/// runc that Debian's Docker uses, driven directly with an OCI bundle, stands for them: Docker's
+/// default capabilities plus CAP_CHECKPOINT_RESTORE, no seccomp filter, nothing else.
+struct Runc {
+    ids: Vec<String>,
+}
+
+impl Runc {
+    fn run(&mut self, bundle: &Path, id: &str, out: &Path) {
+        let log = std::fs::File::create(out).unwrap();
+        let st = Command::new("runc")
+            .args(["run", "-d", "--bundle"])
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .unwrap();
+        self.ids.push(id.to_string());
+        assert!(
+            st.success(),
+            "runc run: {}",
+            std::fs::read_to_string(out).unwrap_or_default()
+        );
+    }
+
+    fn exec(&self, id: &str, args: &[&str]) -> Output {
+        let mut c = Command::new("runc");
+        c.arg("exec").arg(id).args(args);
+        run(c)
+    }
+
+    fn status(&self, id: &str) -> String {
+        let mut c = Command::new("runc");
+        c.args(["state", id]);
+        let o = run(c);
+        o.stdout
+            .split("\"status\": \"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("gone")
+            .to_string()
+    }
+
+    fn wait_stopped(&self, id: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.status(id) == "running" {
+            assert!(Instant::now() < deadline, "{id} still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = Command::new("runc")
+                .args(["delete", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// An OCI bundle: the empty root, and a config with Docker's default capabilities plus
+/// CAP_CHECKPOINT_RESTORE, the host's files read-only and `images` at /img.
+fn bundle(dir: &Path, images: &Path, images_ro: bool, args: &[String]) {
+    let root = dir.join("rootfs");
+    for d in ["usr", "etc", "tmp", "proc", "sys", "dev", "run", "img"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for (link, to) in [
+        ("bin", "usr/bin"),
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+    ] {
+        let _ = std::os::unix::fs::symlink(to, root.join(link));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let caps = [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+        "CAP_CHECKPOINT_RESTORE",
+    ]
+    .map(|c| format!("\"{c}\""))
+    .join(",");
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut binds: Vec<(String, String, &str)> = host_mounts()
+        .iter()
+        .map(|m| {
+            let p = m.split(':').next().unwrap().to_string();
+            (p.clone(), p, "ro")
+        })
+        .collect();
+    binds.push((
+        images.display().to_string(),
+        "/img".into(),
+        if images_ro { "ro" } else { "rw" },
+    ));
+    let binds = binds
+        .iter()
+        .map(|(src, dst, mode)| {
+            format!(
+                "{{\"destination\":{},\"type\":\"bind\",\"source\":{},\"options\":[\"rbind\",\"{mode}\"]}}",
+                quote(dst),
+                quote(src)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(",");
+    let config = format!(
+        r#"{{"ociVersion":"1.0.2-dev",
+"process":{{"terminal":false,"user":{{"uid":0,"gid":0}},"args":[{args}],
+ "env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],"cwd":"/",
+ "capabilities":{{"bounding":[{caps}],"effective":[{caps}],"permitted":[{caps}]}},
+ "noNewPrivileges":true}},
+"root":{{"path":"rootfs","readonly":false}},"hostname":"crac-shim-test",
+"mounts":[{{"destination":"/proc","type":"proc","source":"proc"}},
+ {{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]}},
+ {{"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620","gid=5"]}},
+ {{"destination":"/dev/shm","type":"tmpfs","source":"shm","options":["nosuid","noexec","nodev","mode=1777","size=65536k"]}},
+ {{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]}},
+ {binds}],
+"linux":{{"resources":{{"devices":[{{"allow":false,"access":"rwm"}}]}},
+ "namespaces":[{{"type":"pid"}},{{"type":"network"}},{{"type":"ipc"}},{{"type":"uts"}},{{"type":"mount"}}],
+ "maskedPaths":["/proc/kcore","/proc/keys","/proc/timer_list","/sys/firmware"],
+ "readonlyPaths":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]}}}}"#
+    );
+    std::fs::write(dir.join("config.json"), config).unwrap();
+}
+
+#[test]
+fn an_engine_that_knows_checkpoint_restore_needs_nothing_more() {
+    require_checkpoint!();
+    skip_unless!(
+        Command::new("runc")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        "no runc (scripts/setup installs docker.io, which brings it)"
+    );
+    let tmp = TempDir::new("runc");
+    let images = tmp.join("images");
+    std::fs::create_dir(&images).unwrap();
+    let port = free_port();
+    let mut runc = Runc { ids: Vec::new() };
+    let tag = format!("crac-shim-test-{}", std::process::id());
+
+    let maker = tmp.join("maker");
+    bundle(
+        &maker,
+        &images,
+        false,
+        &[
+            CRAC_JAVA.into(),
+            "-XX:CRaCCheckpointTo=/img/app".into(),
+            "-Xmx64m".into(),
+            "-cp".into(),
+            demo_classes().display().to_string(),
+            "HttpDemo".into(),
+            port.to_string(),
+        ],
+    );
+    let id = format!("{tag}-maker");
+    let out = tmp.join("maker.out");
+    runc.run(&maker, &id, &out);
+    let deadline = Instant::now() + TIMEOUT;
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never listened: {}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = runc.exec(&id, &[CRAC_JCMD, "1", "JDK.checkpoint"]);
+    assert_eq!(
+        o.code,
+        Some(0),
+        "{} {}; {}",
+        o.stdout,
+        o.stderr,
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    runc.wait_stopped(&id);
+
+    let restorer = tmp.join("restorer");
+    bundle(
+        &restorer,
+        &images,
+        true,
+        &[CRAC_JAVA.into(), "-XX:CRaCRestoreFrom=/img/app".into()],
+    );
+    let id = format!("{tag}-restored");
+    let out = tmp.join("restored.out");
+    runc.run(&restorer, &id, &out);
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /?n=10 HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let answer = loop {
+        let o = runc.exec(&id, &["bash", "-c", &script]);
+        if o.stdout.contains("200 OK") {
+            break o.stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer: {} {}; {}",
+            o.stdout,
+            o.stderr,
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(answer.contains("prime 10 = 29, request 1"), "{answer}");
+}

@@ -80,6 +80,10 @@ pub fn run_helper(args: &[OsString]) -> i32 {
             pass_on(&spares[0], 1);
             pass_on(&spares[1], 2);
             report(&mut client, Ok(()));
+            drop(client);
+            if let Some(pid) = request.get("pid").and_then(|p| p.parse().ok()) {
+                forget_tool_names(pid);
+            }
         }
         Err(e) => {
             drop(spares);
@@ -355,6 +359,35 @@ fn dump(request: &Message) -> Result<()> {
         }
     }
     finished
+}
+
+/// A JVM killed by its checkpoint cannot remove its names for the JDK's tools: a dead attach
+/// socket would refuse jcmd at a copy restored with this pid, and its perf-data file would list
+/// a JVM that is gone. (A restored copy makes its own.)
+fn forget_tool_names(pid: u32) {
+    // The last of the JVM's threads may still be closing its files after the leader became a
+    // zombie: until then the listener answers.
+    let attach = format!("/tmp/.java_pid{pid}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match std::os::unix::net::UnixStream::connect(&attach) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(&attach);
+                break;
+            }
+            Ok(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break,
+        }
+    }
+    // The perf-data file, ours (the JVM's user is ours) and no longer mapped by anyone.
+    if let Some(user) = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+    {
+        let _ = std::fs::remove_file(format!("/tmp/hsperfdata_{}/{pid}", user.name));
+    }
 }
 
 /// Metadata, then the manifest of everything (metadata included), then the swap: only a

@@ -11,7 +11,6 @@
 //!    very same descriptor, which CRIU replaced with the launcher's end.
 
 use crate::config::Config;
-use crate::hooks::REDIRECTED;
 use crate::scan;
 use crate::sys::{drain_pipe, dup_onto, fd_key, warn};
 use crac_shim_proto::policy::{Action, Class, Policy};
@@ -292,7 +291,18 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
         return Ok(refuse(client.take(), refused.join("\n")));
     }
     let prepared = scan::prepare(&entries)?;
-    let outcome = dump_prepared(config, client, &entries, &policy);
+    let perf = crate::perfdata::to_memory();
+    let outcome = dump_prepared(config, client, &entries, &policy, perf.is_some());
+    if let Some(region) = perf {
+        let shown_as = match &outcome {
+            Ok(Outcome::Restored(greeting)) => greeting.get("pid").and_then(|p| p.parse().ok()),
+            _ => None,
+        };
+        crate::perfdata::to_file(region, shown_as.unwrap_or_else(std::process::id));
+    }
+    if matches!(outcome, Ok(Outcome::Restored(_))) {
+        crate::perfdata::free_attach_name();
+    }
     let failed = scan::reopen(&prepared);
     if !failed.is_empty() {
         warn(&format!(
@@ -319,6 +329,7 @@ fn dump_prepared(
     client: &mut Option<OwnedFd>,
     entries: &[scan::Entry],
     policy: &Policy,
+    perf_memfd: bool,
 ) -> std::io::Result<Outcome> {
     let (agent_end, helper_end) = socketpair(
         AddressFamily::Unix,
@@ -356,10 +367,7 @@ fn dump_prepared(
         .with("print_command", config.print_command)
         .with("criu", &config.criu)
         .with("channel", fd_key(agent_end.as_fd())?)
-        .with(
-            "perf_memfd",
-            REDIRECTED.load(std::sync::atomic::Ordering::Acquire),
-        );
+        .with("perf_memfd", perf_memfd);
     for (name, fd) in ["stdin", "stdout", "stderr"].iter().zip(&places.installed) {
         dump.push(name, fd_key(fd.as_fd())?);
     }

@@ -355,7 +355,6 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
                 let writable = e.flags & libc::O_ACCMODE != libc::O_RDONLY;
                 let at_end =
                     writable && (e.flags & libc::O_APPEND != 0 || e.offset as u64 >= e.size);
-                let _guard = crate::guard::Reentry::enter();
                 let f = if at_end {
                     std::fs::OpenOptions::new().append(true).open(&e.path)?
                 } else {
@@ -413,7 +412,6 @@ pub fn reopen(prepared: &Prepared) -> Vec<String> {
             failed.push(e.path.clone());
             continue;
         };
-        let _guard = crate::guard::Reentry::enter();
         // SAFETY: valid C string; no mode needed without O_CREAT.
         let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
         if fd < 0 {

@@ -1,43 +1,6 @@
-//! Small system helpers for the agent (outside the hook fast path unless noted).
+//! Small system helpers for the agent.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-
-/// Formats into a fixed stack buffer: usable on the hook path (no allocation).
-pub struct StackWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl<'a> StackWriter<'a> {
-    pub fn new(buf: &'a mut [u8]) -> Self {
-        StackWriter { buf, len: 0 }
-    }
-
-    #[must_use]
-    pub fn push(&mut self, bytes: &[u8]) -> bool {
-        let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) else {
-            return false;
-        };
-        dst.copy_from_slice(bytes);
-        self.len += bytes.len();
-        true
-    }
-
-    #[must_use]
-    pub fn push_u64(&mut self, mut n: u64) -> bool {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.push(&digits[i..])
-    }
-}
 
 /// The key CRIU uses for this descriptor's open file (`pipe:[N]`, `socket:[N]`).
 pub fn fd_key(fd: BorrowedFd<'_>) -> std::io::Result<String> {

@@ -159,6 +159,11 @@ pub fn dump_args(
     // A server under load has connections in its accept queue at any moment: they are
     // dropped (the clients retry) rather than failing the dump.
     a.push("--skip-in-flight".into());
+    // Deleted files still open or mapped (native libraries unpacked to the temp directory and
+    // deleted once loaded: Netty, JNA, sqlite-jdbc, zstd-jni) go into the image whole. CRIU's
+    // own limit (1 MiB) refuses most of them; ours is GHOST_LIMIT (the user's args override).
+    a.push("--ghost-limit".into());
+    a.push(GHOST_LIMIT.into());
     for ino in external_unix {
         a.push("--external".into());
         a.push(format!("unix[{ino}]"));
@@ -218,6 +223,9 @@ pub fn lazy_pages_args(dir: &Path, work_dir: &Path, status_fd: i32) -> Vec<Strin
     a
 }
 
+/// The largest deleted-but-open file a checkpoint takes into the image (CRIU's `--ghost-limit`).
+pub const GHOST_LIMIT: &str = "512M";
+
 /// Errors CRIU logs while it probes the kernel (a container without /dev/net/tun, without
 /// CAP_NET_ADMIN for veth or nftables) and then goes on: never the reason for a failure.
 const PROBE_NOISE: &[&str] = &[
@@ -251,7 +259,7 @@ fn advice(error: &str) -> Option<&'static str> {
     } else if error.contains("SO_SNDBUFFORCE") {
         Some("CRIU's full mode needs CAP_NET_ADMIN here")
     } else if error.contains("Can't dump ghost file") {
-        Some("a deleted file is still open or mapped: raise CRIU's limit with -XX:CRaCEngineOptions=args=--ghost-limit=SIZE")
+        Some("a deleted file is still open or mapped and larger than crac-shim's limit of 512 MiB for such files: raise it with -XX:CRaCEngineOptions=args=--ghost-limit=SIZE, or close the file before the checkpoint")
     } else {
         None
     }

@@ -55,9 +55,10 @@ impl Guard {
     /// Starts the guard for a restore that watches `ids` (the image's pids and thread ids),
     /// whose program runs from `java_home`. Call while the launcher is single-threaded (it
     /// forks).
-    pub fn start(ids: &[u32], java_home: &str) -> Guard {
+    pub fn start(ids: &[u32], java_home: &str, work: &std::path::Path) -> Guard {
+        // CRIU's command line names its work directory, ours alone.
+        let marker = format!("{}\0", work.display());
         let since = now_ticks().saturating_sub(1);
-        let launcher = std::process::id();
         let Ok((read_end, write_end)) = std::io::pipe() else {
             return Guard { pipe: None };
         };
@@ -75,7 +76,7 @@ impl Guard {
                 // handlers (the parent's buffers are not ours to flush).
                 unsafe { libc::_exit(0) };
             }
-            watch(OwnedFd::from(read_end), ids, java_home, since, launcher);
+            watch(OwnedFd::from(read_end), ids, java_home, since, &marker);
             // SAFETY: as above.
             unsafe { libc::_exit(0) };
         }
@@ -118,7 +119,7 @@ impl Drop for Guard {
 }
 
 /// The guard's life: read pids until "done" (leave) or end of file (we died: kill them).
-fn watch(pipe: OwnedFd, ids: &[u32], java_home: &str, since: u64, launcher: u32) {
+fn watch(pipe: OwnedFd, ids: &[u32], java_home: &str, since: u64, marker: &str) {
     // SAFETY: changing dispositions and closing descriptors in our own, single-threaded
     // process; the terminal's Ctrl-C or a hangup must not end the guard before its moment.
     unsafe {
@@ -181,7 +182,6 @@ fn watch(pipe: OwnedFd, ids: &[u32], java_home: &str, since: u64, launcher: u32)
     // Other restores of the same image may be running (many copies at once): a task with one
     // of the image's pids is ours only if it was orphaned like us, to the reaper that adopted
     // this guard; one whose parent lives (another restore's CRIU or crac-java) is theirs.
-    let marker = format!("restore-{launcher}\0");
     // SAFETY: getppid cannot fail.
     let reaper = unsafe { libc::getppid() } as u32;
     //

@@ -1,6 +1,7 @@
 //! Our private runtime directory (control sockets, restore scratch space).
 
 use anyhow::{Context, Result};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -22,12 +23,20 @@ pub fn ensure_private(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot use {}", dir.display()))
 }
 
-/// A fresh private scratch directory inside the runtime directory.
-pub fn scratch_dir(name: &str) -> Result<PathBuf> {
+/// A fresh private scratch directory inside the runtime directory, `<prefix>-<pid>-<nanos>`,
+/// locked (flock) for as long as this process lives. Launchers in other PID namespaces may
+/// share the runtime directory (a container's /tmp bind-mounted, `unshare --mount-proc`):
+/// their pids can be ours and ours can be missing from their /proc, so neither the name nor
+/// the sweeping may rest on pids alone.
+pub fn scratch_dir(prefix: &str) -> Result<PathBuf> {
     let base = runtime_dir();
     ensure_private(&base)?;
     sweep_finished(&base);
-    let dir = base.join(name);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = base.join(format!("{prefix}-{}-{nanos}", std::process::id()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
@@ -35,7 +44,25 @@ pub fn scratch_dir(name: &str) -> Result<PathBuf> {
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock =
+        std::fs::File::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot lock {}", dir.display()));
+    }
+    // Held until we exit (closed on exec: CRIU and the program never hold it).
+    std::mem::forget(lock);
     Ok(dir)
+}
+
+/// Whether the launcher that made `dir` still runs: it holds the directory's lock.
+fn in_use(dir: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(dir) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own (closed, and so unlocked, when `f` drops).
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
 }
 
 /// Removes scratch directories of launchers that are gone. The log of a failed restore is
@@ -48,13 +75,13 @@ fn sweep_finished(base: &Path) {
     let mut failed = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("restore-")) else {
-            continue;
-        };
-        if Path::new("/proc").join(pid).exists() {
+        if !name.to_str().is_some_and(|n| n.starts_with("restore-")) {
             continue;
         }
         let path = e.path();
+        if in_use(&path) {
+            continue;
+        }
         let failed_log = path.join("restore.log").exists() && !path.join("stats-restore").exists();
         let age = e
             .metadata()

@@ -193,7 +193,7 @@ fn attempt(
     started: Instant,
     private_pids: bool,
 ) -> Result<Exit> {
-    let work = paths::scratch_dir(&format!("restore-{}", std::process::id()))?;
+    let work = paths::scratch_dir("restore")?;
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -422,8 +422,9 @@ impl Restored<'_> {
         }
         // A restore in this PID namespace has no init to take it down with us: a guard does.
         // (As a namespace's init we need none: the namespace ends with us.)
-        let mut guard = (report.is_none() && std::process::id() != 1)
-            .then(|| crate::guard::Guard::start(&self.image.ids, &self.image.meta.java_home));
+        let mut guard = (report.is_none() && std::process::id() != 1).then(|| {
+            crate::guard::Guard::start(&self.image.ids, &self.image.meta.java_home, self.work)
+        });
         let mut command = Command::new(&criu.path);
         command.args(args).stdout(Stdio::inherit());
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us

@@ -2,6 +2,7 @@
 //! descriptors that survive restore.
 
 mod support;
+use std::process::Command;
 use support::*;
 
 #[test]
@@ -361,4 +362,79 @@ fn socket_remote_port(inode: &str) -> Option<u16> {
                     .then(|| u16::from_str_radix(cols[2].rsplit(':').next()?, 16).ok())?
             })
     })
+}
+
+/// A native library unpacked to the temp directory, loaded and deleted (Netty, JNA,
+/// sqlite-jdbc, snappy-java, zstd-jni): 3 MiB, over CRIU's own 1 MiB limit for deleted files.
+/// The test builds it with gcc.
+#[test]
+fn a_deleted_loaded_native_library_checkpoints_and_restores() {
+    require_checkpoint!();
+    let tmp = TempDir::new("ghost");
+    let src = tmp.join("big.c");
+    std::fs::write(
+        &src,
+        "__attribute__((used)) static const char pad[3 << 20] = {1};\nint crac_shim_test_answer(void) { return 41 + pad[0]; }\n",
+    )
+    .unwrap();
+    let lib = tmp.join("libbig.so");
+    let gcc = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status();
+    skip_unless!(
+        gcc.is_ok_and(|s| s.success()),
+        "no gcc to build the test's native library"
+    );
+    assert!(std::fs::metadata(&lib).unwrap().len() >= 3 << 20);
+    let load = format!("load={}", lib.display());
+
+    // With CRIU's own limit the refusal says what to do in crac-shim's terms.
+    let mut cmd = crac_java();
+    cmd.arg("-XX:CRaCEngineOptions=args=--ghost-limit=1M");
+    let mut limited = start_checkpointable_with(cmd, &tmp.join("limited"), "Ticker", &[&load]);
+    limited.out.wait_for("loaded", |l| l == "loaded");
+    let o = checkpoint(limited.pid);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("Can't dump ghost file")
+            && o.stdout
+                .contains("-XX:CRaCEngineOptions=args=--ghost-limit=SIZE"),
+        "{}",
+        o.stdout
+    );
+    // The program goes on.
+    let last = ticks(&limited.out.snapshot()).last().copied().unwrap_or(0);
+    limited
+        .out
+        .wait_for("ticks after the failed checkpoint", |l| {
+            tick(l).is_some_and(|t| t > last)
+        });
+    limited.signal(libc::SIGKILL);
+    limited.wait();
+
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Ticker", &[&load]);
+    app.out.wait_for("loaded", |l| l == "loaded");
+    app.out
+        .wait_for("a tick", |l| tick(l).is_some_and(|t| t >= 1));
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", app.pid)).unwrap();
+    assert!(
+        maps.lines()
+            .any(|l| l.contains("libcrac-shim-test") && l.ends_with("(deleted)")),
+        "the library is mapped and deleted"
+    );
+    checkpoint_ok(app.pid);
+    app.wait();
+    let restored = restore(&image);
+    let after = restored
+        .out
+        .wait_for("a tick after restore", |l| tick(l).is_some());
+    assert!(tick(&after).is_some());
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", app.pid)).unwrap_or_default();
+    assert!(
+        maps.contains("libcrac-shim-test"),
+        "the restored copy maps the library again"
+    );
 }

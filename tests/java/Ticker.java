@@ -9,6 +9,8 @@ import java.io.RandomAccessFile;
  *   hold=FILE     keep FILE open for reading
  *   hup           print "got HUP" on SIGHUP
  *   pid           print "pid N" first
+ *   load=LIB      copy LIB to java.io.tmpdir, load it, delete the copy (as Netty, JNA and
+ *                 sqlite-jdbc do with their native libraries), print "loaded"
  */
 public class Ticker {
     public static void main(String[] args) throws Exception {
@@ -27,6 +29,13 @@ public class Ticker {
                 held = new RandomAccessFile(a.substring(5), "r");
             } else if (a.equals("hup")) {
                 sun.misc.Signal.handle(new sun.misc.Signal("HUP"), s -> System.out.println("got HUP"));
+            } else if (a.startsWith("load=")) {
+                java.nio.file.Path lib = java.nio.file.Files.createTempFile("libcrac-shim-test", ".so");
+                java.nio.file.Files.copy(java.nio.file.Path.of(a.substring(5)), lib,
+                        java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                System.load(lib.toString());
+                java.nio.file.Files.delete(lib);
+                System.out.println("loaded");
             } else if (a.equals("pid")) {
                 System.out.println("pid " + ProcessHandle.current().pid());
             }

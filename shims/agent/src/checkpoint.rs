@@ -282,11 +282,7 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
         print_resources(&entries);
     }
     notify_policy_decisions(&entries, config);
-    let refused: Vec<String> = entries
-        .iter()
-        .filter(|e| e.action == Action::Refuse)
-        .map(scan::Entry::refusal)
-        .collect();
+    let refused = scan::refusals(&entries);
     if !refused.is_empty() {
         return Ok(refuse(client.take(), refused.join("\n")));
     }

@@ -63,6 +63,41 @@ impl Entry {
     }
 }
 
+/// What is refused, one line each; files refused together in one directory (a data or spool
+/// directory) are offered one rule for all of them.
+pub fn refusals(entries: &[Entry]) -> Vec<String> {
+    let refused: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.action == Action::Refuse)
+        .collect();
+    let dir_of = |e: &Entry| {
+        std::path::Path::new(&e.path)
+            .parent()
+            .map(|d| d.to_path_buf())
+    };
+    refused
+        .iter()
+        .map(|e| {
+            let mut line = e.refusal();
+            if e.class == Class::WriteFile {
+                if let Some(dir) = dir_of(e) {
+                    let together = refused
+                        .iter()
+                        .filter(|o| o.class == Class::WriteFile && dir_of(o).as_ref() == Some(&dir))
+                        .count();
+                    if together > 1 {
+                        line.push_str(&format!(
+                            " (one rule covers all {together} files in {0}: `type: file`, `path: {0}/*`)",
+                            dir.display()
+                        ));
+                    }
+                }
+            }
+            line
+        })
+        .collect()
+}
+
 /// The inode of the pipe that carries the agent's answer to Java across the dump: both of its
 /// ends are ours, whatever a `type: pipe` rule says.
 pub static AGENT_PIPE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -430,4 +465,46 @@ pub fn reopen(prepared: &Prepared) -> Vec<String> {
         }
     }
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fd: RawFd, class: Class, path: &str, action: Action) -> Entry {
+        Entry {
+            fd,
+            class,
+            path: path.into(),
+            flags: libc::O_RDWR,
+            fd_flags: 0,
+            addresses: Vec::new(),
+            action,
+            noticed_rule: None,
+            size: 0,
+            mtime: 0,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn files_refused_in_one_directory_are_offered_one_rule() {
+        let entries = [
+            entry(7, Class::WriteFile, "/srv/spool/a.dat", Action::Refuse),
+            entry(8, Class::WriteFile, "/srv/spool/b.dat", Action::Refuse),
+            entry(9, Class::WriteFile, "/srv/other.dat", Action::Refuse),
+            entry(10, Class::ReadFile, "/srv/spool/c.dat", Action::Keep),
+        ];
+        let lines = refusals(&entries);
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].contains(
+                "one rule covers all 2 files in /srv/spool: `type: file`, `path: /srv/spool/*`"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains("all 2 files in /srv/spool"));
+        assert!(!lines[2].contains("one rule"), "{}", lines[2]);
+    }
 }

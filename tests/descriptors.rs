@@ -13,6 +13,7 @@ fn a_file_open_for_writing_refuses_the_checkpoint_until_closed() {
     let data = tmp.join("data.txt");
     let mut cmd = crac_java();
     cmd.arg("-XX:+CRaCPrintResourcesOnCheckpoint");
+    separate_temp_dir(&mut cmd, &tmp);
     let mut app = start_checkpointable_with(
         cmd,
         &image,
@@ -101,6 +102,7 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
     .unwrap();
     let mut cmd = crac_java();
     cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+    separate_temp_dir(&mut cmd, &tmp);
     let mut app = start_checkpointable_with(
         cmd,
         &image,
@@ -437,4 +439,128 @@ fn a_deleted_loaded_native_library_checkpoints_and_restores() {
         maps.contains("libcrac-shim-test"),
         "the restored copy maps the library again"
     );
+}
+
+/// The lines "line 1", "line 2", ... a Files program wrote: each exactly once, in order.
+fn numbered_lines(text: &str) -> Vec<u32> {
+    let lines: Vec<u32> = text
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        lines.iter().enumerate().all(|(i, n)| *n == i as u32 + 1),
+        "one writer, in order: {lines:?}"
+    );
+    lines
+}
+
+/// The program's descriptor of a file (by the target's prefix) in `pid`.
+fn fd_to(pid: u32, prefix: &str) -> Option<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with(prefix))
+        })
+        .map(|e| e.path().display().to_string())
+}
+
+/// A file the JVM made in its temp directory and keeps writing checkpoints with no policy;
+/// two copies restored at once each write their own (one takes the path back, the other keeps
+/// a private copy), and where the path is gone a copy brings it back.
+#[test]
+fn temp_files_checkpoint_without_a_policy_and_every_copy_has_its_own() {
+    require_checkpoint!();
+    let tmp = TempDir::new("tempfile");
+    let image = tmp.join("image");
+    let jvm_tmp = tmp.join("jvm-tmp");
+    std::fs::create_dir(&jvm_tmp).unwrap();
+    let scratch = jvm_tmp.join("work/scratch.tmp");
+    std::fs::create_dir(jvm_tmp.join("work")).unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()));
+    cmd.arg("-XX:+CRaCPrintResourcesOnCheckpoint");
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", scratch.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
+    // A checkpoint that lets the JVM go on gives the program its file back.
+    let mut keep = Command::new(CRAC_JCMD);
+    keep.args([&app.pid.to_string(), "JDK.checkpoint", "keep_running=true"]);
+    let o = run(keep);
+    assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
+    // (crac-jcmd has its answer a moment before the agent is done.)
+    let t0 = std::time::Instant::now();
+    while fd_to(app.pid, &scratch.display().to_string()).is_none() {
+        assert!(t0.elapsed() < TIMEOUT, "the file never came back");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let kept_at = numbered_lines(&std::fs::read_to_string(&scratch).unwrap()).len();
+    let next = ticks(&app.out.snapshot()).last().copied().unwrap_or(0) + 5;
+    app.out
+        .wait_for("ticks after", |l| tick(l).is_some_and(|t| t >= next));
+    let after = numbered_lines(&std::fs::read_to_string(&scratch).unwrap()).len();
+    assert!(
+        after > kept_at + 2,
+        "{kept_at} -> {after} lines; the JVM said {:?}; fds {:?}",
+        app.err.snapshot(),
+        fd_to(app.pid, &scratch.display().to_string())
+            .or_else(|| fd_to(app.pid, "/memfd:crac-shim-temp"))
+            .map(|f| std::fs::read_link(f).unwrap())
+    );
+
+    checkpoint_ok(app.pid);
+    app.err.wait_for("the temp file's verdict", |l| {
+        l.contains(&format!("path={}", scratch.display())) && l.contains("(temp-file, private)")
+    });
+    app.wait();
+    let at_checkpoint = numbered_lines(&std::fs::read_to_string(&scratch).unwrap()).len();
+
+    let first = restore(&image);
+    first.out.wait_for("a tick", |l| tick(l).is_some());
+    let second = restore(&image);
+    second.out.wait_for("a tick", |l| tick(l).is_some());
+    // Both go on writing for a while.
+    for p in [&first, &second] {
+        let seen = ticks(&p.out.snapshot()).len();
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while ticks(&p.out.snapshot()).len() < seen + 5 {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    // The first copy took the path back (the original's file was free); the second, in a new
+    // PID namespace, writes into its own copy.
+    let on_disk = numbered_lines(&std::fs::read_to_string(&scratch).unwrap());
+    assert!(on_disk.len() > at_checkpoint + 3, "{on_disk:?}");
+    let second_jvm = second
+        .descendants()
+        .into_iter()
+        .find(|p| fd_to(*p, "/memfd:crac-shim-temp").is_some())
+        .expect("the second copy keeps a private copy");
+    let private = numbered_lines(
+        &std::fs::read_to_string(fd_to(second_jvm, "/memfd:crac-shim-temp").unwrap()).unwrap(),
+    );
+    assert!(private.len() > at_checkpoint + 3, "{private:?}");
+    drop(first);
+    drop(second);
+
+    // On a host where the path is gone (a fresh container's /tmp), it comes back.
+    std::fs::remove_dir_all(jvm_tmp.join("work")).unwrap();
+    let third = restore(&image);
+    third.out.wait_for("a tick", |l| tick(l).is_some());
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while numbered_lines(&std::fs::read_to_string(&scratch).unwrap_or_default()).len()
+        <= at_checkpoint + 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the path never came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

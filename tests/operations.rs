@@ -371,6 +371,7 @@ fn crac_restore_options_and_checkpoint_patterns() {
         "-XX:CRaCIgnoredFileDescriptors={}",
         write_file.display()
     ));
+    separate_temp_dir(&mut cmd, &tmp);
     let app = start_checkpointable_with(
         cmd,
         &tmp.join("cp-%a-%c-%m-%03g"),

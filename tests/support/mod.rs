@@ -491,6 +491,14 @@ pub fn crac_java() -> Command {
     c
 }
 
+/// Gives the JVM a temp directory of its own inside `tmp`, so that files the test puts in
+/// `tmp` are data files, not the JVM's temp files (which a checkpoint keeps private).
+pub fn separate_temp_dir(cmd: &mut Command, tmp: &TempDir) {
+    let dir = tmp.join("jvm-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    cmd.arg(format!("-Djava.io.tmpdir={}", dir.display()));
+}
+
 /// `crac-java -XX:CRaCCheckpointTo=DIR -cp CLASSES MAIN ARGS`.
 pub fn start_checkpointable(dir: &Path, main: &str, args: &[&str]) -> Proc {
     start_checkpointable_with(crac_java(), dir, main, args)

@@ -261,6 +261,7 @@ fn notify_policy_decisions(entries: &[scan::Entry], config: &Config) {
                     Action::Close => "closed",
                     Action::Reopen => "reopened",
                     Action::Refuse => "refused",
+                    Action::Private => "kept private to each restored copy",
                 },
                 config.policy_file.as_deref().unwrap_or("")
             ));
@@ -286,7 +287,7 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
     if !refused.is_empty() {
         return Ok(refuse(client.take(), refused.join("\n")));
     }
-    let prepared = scan::prepare(&entries)?;
+    let mut prepared = scan::prepare(&entries)?;
     let perf = crate::perfdata::to_memory();
     let outcome = dump_prepared(config, client, &entries, &policy, perf.is_some());
     if let Some(region) = perf {
@@ -299,7 +300,8 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
     if matches!(outcome, Ok(Outcome::Restored(_))) {
         crate::perfdata::free_attach_name();
     }
-    let failed = scan::reopen(&prepared);
+    let restored = matches!(outcome, Ok(Outcome::Restored(_)));
+    let failed = scan::reopen(&mut prepared, restored);
     if !failed.is_empty() {
         warn(&format!(
             "could not reopen after the checkpoint: {}",

@@ -19,6 +19,7 @@ mod jni;
 mod perfdata;
 mod scan;
 mod sys;
+mod tempfiles;
 
 use std::ffi::c_char;
 use std::ffi::c_int;
@@ -30,6 +31,7 @@ extern "C" fn agent_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     };
     scan::remember_inherited();
     checkpoint::note_start();
+    tempfiles::note_start();
     control::start(config);
 }
 

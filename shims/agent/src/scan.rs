@@ -280,7 +280,9 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
                         Class::ReadFile
                     }
                 }
+                // Logs (append-only) are shared by every copy: reopened, not private.
                 libc::S_IFREG if flags & libc::O_APPEND != 0 => Class::AppendFile,
+                libc::S_IFREG if crate::tempfiles::is_temp_file(&path, &st) => Class::TempFile,
                 libc::S_IFREG => Class::WriteFile,
                 libc::S_IFDIR => Class::Directory,
                 libc::S_IFCHR if JVM_DEVICES.contains(&path.as_str()) => Class::JvmInternal,
@@ -320,8 +322,9 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
             _ if is_ignored => Action::Keep,
             (_, None) => class.default_action(),
         };
-        // Only files can be reopened by path (CRaC: reopen is not for sockets or pipes).
-        if action == Action::Reopen && fmt != libc::S_IFREG {
+        // Only files can be reopened by path (CRaC: reopen is not for sockets or pipes), or
+        // kept private (their contents copied).
+        if matches!(action, Action::Reopen | Action::Private) && fmt != libc::S_IFREG {
             action = Action::Refuse;
         }
         let noticed_rule = rule
@@ -360,6 +363,7 @@ pub fn criu_reopens(e: &Entry) -> bool {
 /// Descriptors replaced for the dump (close, and reopen other than CRIU's own).
 pub struct Prepared {
     pub reopen: Vec<Reopen>,
+    pub private: Vec<crate::tempfiles::Private>,
 }
 
 pub struct Reopen {
@@ -374,8 +378,20 @@ pub struct Reopen {
 /// gets an O_WRONLY|O_APPEND stand-in, which CRIU reopens by path without checking the size.
 pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
     let mut reopen = Vec::new();
+    let mut private = Vec::new();
     for e in entries {
         let (stand_in, at_end) = match e.action {
+            Action::Private => {
+                match crate::tempfiles::make_private(e) {
+                    Ok(p) => private.push(p),
+                    Err(err) => {
+                        // The program gets back what was already made private.
+                        crate::tempfiles::after_dump(private, false);
+                        return Err(err);
+                    }
+                }
+                continue;
+            }
             // Connections are closed by CRIU itself at restore (--tcp-close): the program
             // keeps a socket that reports the peer gone, and closes it as it would.
             Action::Close if e.class == Class::ConnectedTcp => continue,
@@ -420,13 +436,19 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
             });
         }
     }
-    Ok(Prepared { reopen })
+    Ok(Prepared { reopen, private })
 }
 
 /// Reopens by path, with the original flags, what `prepare` stood in for: at the stand-in's
 /// offset (which went on with the program's writes), or at the end for a file written at its
 /// end. Returns the paths that could not be reopened.
-pub fn reopen(prepared: &Prepared) -> Vec<String> {
+pub fn reopen(prepared: &mut Prepared, restored: bool) -> Vec<String> {
+    let mut failed = crate::tempfiles::after_dump(std::mem::take(&mut prepared.private), restored);
+    failed.extend(reopen_by_path(prepared));
+    failed
+}
+
+fn reopen_by_path(prepared: &Prepared) -> Vec<String> {
     let mut failed = Vec::new();
     for r in &prepared.reopen {
         let e = &r.entry;

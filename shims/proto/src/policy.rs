@@ -23,6 +23,8 @@ pub enum Class {
     ReadFile,
     AppendFile,
     WriteFile,
+    /// A file the JVM created in its temp directory and keeps open for writing.
+    TempFile,
     Directory,
     /// A pipe or FIFO the program made (the JVM's own are JvmInternal).
     Pipe,
@@ -38,7 +40,11 @@ impl Class {
             | Class::ConnectedTcp
             | Class::UnixInternal
             | Class::UnixExternal => "socket",
-            Class::ReadFile | Class::AppendFile | Class::WriteFile | Class::JdkFile => "regular",
+            Class::ReadFile
+            | Class::AppendFile
+            | Class::WriteFile
+            | Class::TempFile
+            | Class::JdkFile => "regular",
             Class::Directory => "directory",
             Class::Pipe => "fifo",
             Class::Device => "character",
@@ -59,6 +65,7 @@ impl Class {
             Class::ReadFile => "read-file",
             Class::AppendFile => "append-file",
             Class::WriteFile => "write-file",
+            Class::TempFile => "temp-file",
             Class::Directory => "directory",
             Class::Pipe => "pipe",
             Class::Device => "device",
@@ -73,6 +80,7 @@ impl Class {
                 Action::Refuse
             }
             Class::AppendFile => Action::Reopen,
+            Class::TempFile => Action::Private,
             _ => Action::Keep,
         }
     }
@@ -89,6 +97,9 @@ pub enum Action {
     Close,
     /// The checkpoint is refused.
     Refuse,
+    /// The file's contents at the checkpoint go into the image (in memory): every restored copy
+    /// has its own, and takes the path back where nobody alive holds it (a crac-shim word).
+    Private,
 }
 
 impl Action {
@@ -98,6 +109,7 @@ impl Action {
             Action::Reopen => "reopen",
             Action::Close => "close",
             Action::Refuse => "refuse",
+            Action::Private => "private",
         }
     }
 
@@ -108,6 +120,7 @@ impl Action {
             "reopen" => Some(Action::Reopen),
             "ignore" | "keep" => Some(Action::Keep),
             "error" | "refuse" => Some(Action::Refuse),
+            "private" => Some(Action::Private),
             _ => None,
         }
     }

@@ -258,6 +258,14 @@ fn advice(error: &str) -> Option<&'static str> {
         Some("crac-java runs under a seccomp filter: in a container, run it with --security-opt seccomp=unconfined")
     } else if error.contains("SO_SNDBUFFORCE") {
         Some("CRIU's full mode needs CAP_NET_ADMIN here")
+    } else if error.contains("half of stream unix connection")
+        || error.contains("name-less external socket")
+    {
+        Some("a unix socket connected to another process: close it in beforeCheckpoint, or a resource policy rule `type: socket`, `family: unix`, `action: close`")
+    } else if error.contains("Can't dump") && error.contains("inet socket") {
+        Some("an open network socket: close it in beforeCheckpoint, or a resource policy rule `type: socket` with `action: close`")
+    } else if error.contains("Can't dump file") && error.contains("of that type") {
+        Some("a descriptor of a kind CRIU cannot save: close it in beforeCheckpoint, or a resource policy rule `type: filedescriptor` naming it with `action: close`")
     } else if error.contains("Can't dump ghost file") {
         Some("a deleted file is still open or mapped and larger than crac-shim's limit of 512 MiB for such files: raise it with -XX:CRaCEngineOptions=args=--ghost-limit=SIZE, or close the file before the checkpoint")
     } else {
@@ -346,6 +354,8 @@ mod tests {
             Some("File tmp/x has bad size 5 (expect 3)")
         );
         assert_eq!(first_error("all good"), None);
+        let log = "(00.1) Error (criu/sk-unix.c:881): unix: Can't dump half of stream unix connection. name: /x; peer name: /y\n";
+        assert!(first_error(log).unwrap().contains("`action: close`"));
         // A container's dump: the probes complain first, the seccomp refusal is the reason.
         let log = "(00.009) Error (criu/tun.c:85): tun: Unable to create tun: No such file or directory\n(00.012) Error (criu/libnetlink.c:54): -1 reported by netlink: Operation not permitted\n(00.012) Error (criu/net.c:4151): net: Unable to create a veth pair: -1\n(00.041) Error (compel/src/lib/ptrace.c:27): suspending seccomp failed: Operation not permitted\n(00.041) Error (criu/cr-dump.c:1975): Dumping FAILED.\n";
         let e = first_error(log).unwrap();

@@ -231,6 +231,9 @@ fn dump(request: &Message) -> Result<()> {
         .filter_map(|e| e.split_once('=').map(|(k, _)| k.to_string()))
         .collect();
     let jdk_version = jdk_version(&java_home);
+    // Our stdin is the JVM's own (held for it during the dump). Read before CRIU: once the
+    // JVM is frozen its shell takes the terminal back and resets the modes to its own.
+    let termios = crate::terminal::record(0);
     let criu_version = criu::locate(Some(&criu_path))
         .map(|c| c.version)
         .unwrap_or_default();
@@ -340,6 +343,7 @@ fn dump(request: &Message) -> Result<()> {
         env_names,
         descriptors: request.get_all("descriptor").map(str::to_string).collect(),
         cpu,
+        termios,
     };
     // CRIU left every task of the tree stopped (the JVM and what it started): all of them end
     // once the image is complete, or all go on if it cannot be.

@@ -17,3 +17,4 @@ pub mod paths;
 pub mod privilege;
 pub mod restore;
 pub mod supervise;
+pub mod terminal;

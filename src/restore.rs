@@ -83,6 +83,8 @@ fn needs_new_pid_namespace(image: &Image) -> bool {
 
 pub fn run(req: Request) -> Result<Exit> {
     let started = Instant::now();
+    // The terminal as we found it, whatever the program does to it (put back on return).
+    let _terminal = crate::terminal::Saved::of(0);
     // What every restore needs, before anything else; what this image needs once it is read.
     crate::privilege::check(
         &req.criu,
@@ -494,6 +496,13 @@ impl Restored<'_> {
                             app_running = true;
                             if let Some(g) = guard.as_mut() {
                                 g.restored();
+                            }
+                            if report.is_none() {
+                                // In our PID namespace the JVM is our child (-S).
+                                crate::terminal::join_our_group(app_pid as u32);
+                            }
+                            if let Some(modes) = &self.image.meta.termios {
+                                crate::terminal::apply(0, modes);
                             }
                             match report.as_mut() {
                                 Some(r) => {

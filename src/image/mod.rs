@@ -48,6 +48,8 @@ pub struct Metadata {
     pub descriptors: Vec<String>,
     /// The CPU the image was made on and what its code may use.
     pub cpu: cpu::Record,
+    /// The terminal modes of the JVM's stdin at the checkpoint, if it was a terminal.
+    pub termios: Option<String>,
 }
 
 impl Metadata {
@@ -98,6 +100,9 @@ impl Metadata {
             for v in values {
                 out.push_str(&format!("{key}={}\n", escape(v)));
             }
+        }
+        if let Some(t) = &self.termios {
+            out.push_str(&format!("termios={t}\n"));
         }
         out.push_str(&self.cpu.encode());
         out
@@ -178,6 +183,7 @@ impl Metadata {
             env_names: all("env_name").iter().map(|a| unescape(a)).collect(),
             descriptors: all("descriptor").iter().map(|a| unescape(a)).collect(),
             cpu: cpu::Record::decode(&map),
+            termios: map.get("termios").map(|t| t.to_string()),
         })
     }
 }
@@ -839,6 +845,7 @@ mod tests {
                 glibc: vec![],
                 jvm: vec!["sse2".into()],
             },
+            termios: Some(format!("500,5,bf,8a3b,{}", "03".repeat(32))),
         };
         assert_eq!(Metadata::decode(&m.encode()), Ok(m.clone()));
         let other = m.encode().replace("format=2", "format=999");

@@ -26,15 +26,18 @@ pub fn run_helper(args: &[OsString]) -> i32 {
             .and_then(|a| a.to_str())
             .and_then(|a| a.parse::<RawFd>().ok())
     };
-    let (Some(channel), Some(client), Some(out_spare), Some(err_spare)) =
-        (fd(0), fd(1), fd(2), fd(3))
+    let (Some(channel), Some(client), Some(in_spare), Some(out_spare), Some(err_spare)) =
+        (fd(0), fd(1), fd(2), fd(3), fd(4))
     else {
         eprintln!("crac-java: the dump helper is started by the crac-shim agent, not by hand");
         return 2;
     };
+    // The other ends of the JVM's stdio placeholders: ours alone during the dump (none may
+    // stay in the JVM, where CRIU would find half a socket pair), handed back if it goes on.
     // SAFETY: the agent passed these open for us alone.
     let spares = unsafe {
         [
+            OwnedFd::from_raw_fd(in_spare),
             OwnedFd::from_raw_fd(out_spare),
             OwnedFd::from_raw_fd(err_spare),
         ]
@@ -44,11 +47,8 @@ pub fn run_helper(args: &[OsString]) -> i32 {
     // SAFETY: as above; NO_CLIENT means there is none.
     let mut client =
         (client != NO_CLIENT).then(|| UnixStream::from(unsafe { OwnedFd::from_raw_fd(client) }));
-    let mut ours = vec![
-        channel.as_raw_fd(),
-        spares[0].as_raw_fd(),
-        spares[1].as_raw_fd(),
-    ];
+    let mut ours = vec![channel.as_raw_fd()];
+    ours.extend(spares.iter().map(|s| s.as_raw_fd()));
     ours.extend(client.as_ref().map(|c| c.as_raw_fd()));
     for &fd in &ours {
         // Not for CRIU's eyes.
@@ -64,7 +64,7 @@ pub fn run_helper(args: &[OsString]) -> i32 {
         Ok(m) => m,
         Err(e) => {
             report(&mut client, Err(&format!("{e:#}")));
-            give_back(&channel, &format!("{e:#}"));
+            give_back(&channel, &format!("{e:#}"), &spares);
             return 1;
         }
     };
@@ -73,12 +73,12 @@ pub fn run_helper(args: &[OsString]) -> i32 {
     match &result {
         Ok(()) if keep_running => {
             report(&mut client, Ok(()));
-            hand_back(&channel, Message::new(kind::KEPT));
+            hand_back(&channel, Message::new(kind::KEPT), &spares);
         }
         Ok(()) => {
             // The JVM is gone: what it wrote while waiting for CRIU belongs to its output.
-            pass_on(&spares[0], 1);
-            pass_on(&spares[1], 2);
+            pass_on(&spares[1], 1);
+            pass_on(&spares[2], 2);
             report(&mut client, Ok(()));
             drop(client);
             if let Some(pid) = request.get("pid").and_then(|p| p.parse().ok()) {
@@ -86,11 +86,10 @@ pub fn run_helper(args: &[OsString]) -> i32 {
             }
         }
         Err(e) => {
-            drop(spares);
             let text = format!("{e:#}");
             eprintln!("crac-shim: checkpoint failed: {text}");
             report(&mut client, Err(&text));
-            give_back(&channel, &text);
+            give_back(&channel, &text, &spares);
         }
     }
     i32::from(result.is_err())
@@ -156,14 +155,25 @@ fn receive(channel: &OwnedFd) -> Result<Message> {
 }
 
 /// Hands the JVM's stdio back with the reason the dump did not happen.
-fn give_back(channel: &OwnedFd, error: &str) {
-    hand_back(channel, Message::new(kind::FAILED).with("error", error));
+fn give_back(channel: &OwnedFd, error: &str, spares: &[OwnedFd; 3]) {
+    hand_back(
+        channel,
+        Message::new(kind::FAILED).with("error", error),
+        spares,
+    );
 }
 
-/// Sends `message` to the agent with the JVM's stdio.
-fn hand_back(channel: &OwnedFd, message: Message) {
+/// Sends `message` to the agent with the JVM's stdio, then the placeholders' other ends.
+fn hand_back(channel: &OwnedFd, message: Message, spares: &[OwnedFd; 3]) {
     let m = message.encode();
-    let fds = [0, 1, 2];
+    let fds = [
+        0,
+        1,
+        2,
+        spares[0].as_raw_fd(),
+        spares[1].as_raw_fd(),
+        spares[2].as_raw_fd(),
+    ];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     if let Err(e) = sendmsg::<()>(
         channel.as_raw_fd(),
@@ -237,7 +247,11 @@ fn dump(request: &Message) -> Result<()> {
     let criu_version = criu::locate(Some(&criu_path))
         .map(|c| c.version)
         .unwrap_or_default();
-    let external: Vec<u64> = criu::socket_inode(&channel).into_iter().collect();
+    // The channel and the stdio placeholders: their other ends are ours, outside the tree.
+    let external: Vec<u64> = std::iter::once(&channel)
+        .chain(&stdio)
+        .filter_map(|key| criu::socket_inode(key))
+        .collect();
     let mut extra = extra;
     extra.extend(request.get_all("dump_arg").map(str::to_string));
     let keep_running = request.get("keep_running") == Some("true");

@@ -453,3 +453,42 @@ fn namespace_pid(pid: u32) -> Option<u32> {
     let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
     line.split_whitespace().last()?.parse().ok()
 }
+
+/// `sh -c 'echo first; crac-java -XX:CRaCRestoreFrom=IMG; echo after' > FILE`: the restored
+/// JVM writes through the very open file it was given (as `java` would), so the shell's lines
+/// and the program's never overwrite each other.
+#[test]
+fn the_restored_jvm_writes_through_the_callers_open_file() {
+    require_checkpoint!();
+    let tmp = TempDir::new("description");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Ticker", &["exit=30:0"]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+
+    let out = tmp.join("out.txt");
+    let script = format!(
+        "{{ echo first; {CRAC_JAVA} -XX:CRaCRestoreFrom={}; echo \"after $?\"; }} > {} 2>&1",
+        image.display(),
+        out.display()
+    );
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &script])
+        .env("CRAC_SHIM_JAVA", default_java())
+        .stdin(std::process::Stdio::null());
+    let o = run(sh);
+    assert_eq!(o.code, Some(0));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"first"), "{text}");
+    assert_eq!(lines.last(), Some(&"after 0"), "{text}");
+    let ticks: Vec<u32> = lines.iter().filter_map(|l| tick(l)).collect();
+    assert_eq!(ticks.last(), Some(&30), "{text}");
+    assert!(
+        lines[1..lines.len() - 1]
+            .iter()
+            .all(|l| tick(l).is_some() || *l == "shutdown hook"),
+        "nothing overwritten: {text}"
+    );
+}

@@ -145,16 +145,22 @@ struct Placeholders {
 }
 
 fn placeholders() -> std::io::Result<Placeholders> {
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
-    let (in_r, in_w) = pipe()?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    // CRIU gives an inherited descriptor the flags of the one it replaces. O_APPEND (which a
-    // pipe ignores) keeps a log file the restoring launcher was started with in append mode.
-    for w in [&out_w, &err_w] {
-        // SAFETY: F_SETFL on a pipe we own.
-        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETFL, libc::O_APPEND) };
-    }
+    // Socket pairs, not pipes: CRIU hands an inherited socket to the restored JVM as it is,
+    // while it reopens an inherited pipe through /proc (a new open file at its own offset):
+    // the copy writes through the very open file the restoring crac-java was given, as `java`
+    // would, sharing its offset with the shell around it.
+    let pair = || {
+        socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(std::io::Error::from)
+    };
+    let (in_r, in_w) = pair()?;
+    let (out_r, out_w) = pair()?;
+    let (err_r, err_w) = pair()?;
     Ok(Placeholders {
         installed: [in_r, out_w, err_w],
         spare: [in_w, out_r, err_r],
@@ -383,15 +389,17 @@ fn dump_prepared(
         );
     }
 
-    // The helper also gets the read ends of the stdout/stderr placeholders: after a successful
-    // dump it passes on what the JVM wrote while it waited for CRIU.
+    // The helper gets the placeholders' other ends: after a successful dump it passes on what
+    // the JVM wrote while it waited for CRIU; otherwise it hands them back with the stdio.
     spawn_helper(
         &config.launcher,
         &helper_end,
         client.as_ref(),
-        [&places.spare[1], &places.spare[2]],
+        [&places.spare[0], &places.spare[1], &places.spare[2]],
     )?;
     drop(helper_end);
+    // Only the helper holds them now (see run_helper); they come back if the JVM goes on.
+    drop(places.spare);
     // The helper answers crac-jcmd now; no connection may stay in the image.
     drop(client.take());
 
@@ -403,7 +411,7 @@ fn dump_prepared(
 
     nix::sys::socket::send(agent_end.as_raw_fd(), &dump.encode(), MsgFlags::empty())?;
     let (reply, stdio) = receive(&agent_end)?;
-    Ok(finish(reply, stdio, places.spare, &reads_before))
+    Ok(finish(reply, stdio, &reads_before))
 }
 
 /// What the restore must check or prepare, and the CRIU options some descriptors need.
@@ -473,34 +481,36 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
     }
 }
 
-fn finish(
-    reply: Option<Message>,
-    stdio: Vec<OwnedFd>,
-    spare: [OwnedFd; 3],
-    reads_before: &[StdinRead],
-) -> Outcome {
-    let [stdin_writer, out_reader, err_reader] = spare;
-    let mut stdin_writer = Some(stdin_writer);
-    let mut give_back_stdio = |stdio: &[OwnedFd]| {
+/// `stdio`: the JVM's own stdio, then the other ends of the placeholders (stdin's writer,
+/// stdout's and stderr's readers), as the helper hands them back when the JVM goes on.
+fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, reads_before: &[StdinRead]) -> Outcome {
+    let give_back_stdio = |mut stdio: Vec<OwnedFd>| {
         // A read of stdin begun during the dump waits on the placeholder, not on stdin: found
         // before stdin goes back, it is handed the next input, or it would read end-of-file.
         let waiting = reads_on_placeholder(reads_before);
-        for (target, fd) in stdio.iter().take(3).enumerate() {
+        let spares = stdio.split_off(stdio.len().min(3));
+        for (target, fd) in stdio.iter().enumerate() {
             let _ = dup_onto(fd.as_fd(), target as RawFd);
         }
-        drain_pipe(&out_reader, 1);
-        drain_pipe(&err_reader, 2);
-        if let (Some(count), Some(writer)) = (waiting, stdin_writer.take()) {
+        let mut spares = spares.into_iter();
+        let (stdin_writer, out_reader, err_reader) = (spares.next(), spares.next(), spares.next());
+        if let Some(r) = &out_reader {
+            drain_pipe(r, 1);
+        }
+        if let Some(r) = &err_reader {
+            drain_pipe(r, 2);
+        }
+        if let (Some(count), Some(writer)) = (waiting, stdin_writer) {
             relay_one_read(count, writer);
         }
     };
     match reply {
         Some(m) if m.kind == kind::FAILED => {
-            give_back_stdio(&stdio);
+            give_back_stdio(stdio);
             Outcome::Failed(m.get("error").unwrap_or("the dump failed").to_string())
         }
         Some(m) if m.kind == kind::KEPT => {
-            give_back_stdio(&stdio);
+            give_back_stdio(stdio);
             Outcome::Kept
         }
         Some(m) if m.kind == kind::RESTORED => Outcome::Restored(m),
@@ -607,7 +617,7 @@ fn relay_one_read(count: usize, writer: OwnedFd) {
 fn receive(channel: &OwnedFd) -> std::io::Result<(Option<Message>, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
-        let mut cmsg = nix::cmsg_space!([RawFd; 3]);
+        let mut cmsg = nix::cmsg_space!([RawFd; 6]);
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = match recvmsg::<()>(
             channel.as_raw_fd(),
@@ -652,7 +662,7 @@ fn spawn_helper(
     launcher: &str,
     channel: &OwnedFd,
     client: Option<&OwnedFd>,
-    output: [&OwnedFd; 2],
+    spares: [&OwnedFd; 3],
 ) -> std::io::Result<()> {
     let path = CString::new(launcher).map_err(std::io::Error::other)?;
     let client_fd = client.map_or(NO_CLIENT, |c| c.as_raw_fd());
@@ -660,8 +670,9 @@ fn spawn_helper(
     let passed = [
         channel.as_raw_fd(),
         client_fd,
-        output[0].as_raw_fd(),
-        output[1].as_raw_fd(),
+        spares[0].as_raw_fd(),
+        spares[1].as_raw_fd(),
+        spares[2].as_raw_fd(),
     ];
     let number = |fd: RawFd| CString::new(fd.to_string()).map_err(std::io::Error::other);
     let args = [
@@ -671,6 +682,7 @@ fn spawn_helper(
         number(passed[1])?,
         number(passed[2])?,
         number(passed[3])?,
+        number(passed[4])?,
     ];
     let argv: Vec<*const libc::c_char> = args
         .iter()

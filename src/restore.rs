@@ -45,8 +45,17 @@ fn restore_timeout() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// How long to wait for the checkpointed JVM's zombie to be reaped by its parent.
-const ZOMBIE_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for zombies of the checkpointed tree to be reaped. A parent reaps in
+/// milliseconds; the JVM's children, orphaned by the checkpoint, go to init, which in some
+/// sandboxes reaps only every second or two. As root a restore needs no wait: a new PID
+/// namespace has every pid free. Without root that is the only way.
+fn zombie_wait() -> Duration {
+    if criu::rootless() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(250)
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
 enum IdState {
@@ -65,7 +74,7 @@ fn id_state(id: u32) -> IdState {
 
 /// Whether the image's pids are all free here, waiting a little for zombies to be reaped.
 fn needs_new_pid_namespace(image: &Image) -> bool {
-    let deadline = Instant::now() + ZOMBIE_WAIT;
+    let deadline = Instant::now() + zombie_wait();
     loop {
         let states: Vec<IdState> = image.ids.iter().map(|id| id_state(*id)).collect();
         if states.contains(&IdState::Taken) {
@@ -519,9 +528,10 @@ impl Restored<'_> {
                                 r.write_all(
                                     format!("exit {}\n", exit.to_wait_status()).as_bytes(),
                                 )?;
-                                // The namespace ends with its init: let a dump helper or CRIU
-                                // that the program started finish first.
-                                supervise::reap_all_blocking();
+                                // The namespace ends with its init (a dump helper the program
+                                // started has finished, above): what the program left running
+                                // ends with it, as in any PID namespace. Waiting for it would
+                                // keep the copy's exit from its caller for as long as it runs.
                             }
                             return Ok(exit);
                         }

@@ -186,3 +186,33 @@ fn a_checkpoint_ends_the_jvms_children_too() {
         "the JVM and its child come back: {below:?}"
     );
 }
+
+/// A copy whose program exits while a child it started (restored with it) runs on: crac-java
+/// exits at once with the program's status, as `java` does, however long the child lives.
+#[test]
+fn a_copy_exits_with_its_program_whatever_its_children_do() {
+    require_checkpoint!();
+    let tmp = TempDir::new("orphan");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Parent", &["exit=40:3"]);
+    let child: u32 = app
+        .out
+        .wait_for("the child", |l| l.starts_with("child "))
+        .trim_start_matches("child ")
+        .parse()
+        .unwrap();
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+
+    let mut restored = restore(&image);
+    // Within the harness' timeout: before, crac-java waited for the child (1000 s).
+    assert_eq!(restored.wait().code(), Some(3));
+    // In this PID namespace the child runs on, an orphan, as a child of java would: ours to
+    // end. (In a new one, it ended with the namespace.)
+    let is_our_sleep = std::fs::read(format!("/proc/{child}/cmdline"))
+        .is_ok_and(|c| c.starts_with(b"sleep\x001000"));
+    if is_our_sleep {
+        kill_pid(child);
+    }
+}

@@ -339,6 +339,14 @@ fn dump(request: &Message) -> Result<()> {
             .get_all("check_file")
             .filter_map(image::parse_check_file)
             .collect(),
+        // Stated now: the JVM is frozen, what it wrote is in the file.
+        data_files: request
+            .get_all("data_file")
+            .filter_map(|path| {
+                let m = std::fs::metadata(path).ok()?;
+                Some((m.len(), m.mtime(), path.to_string()))
+            })
+            .collect(),
         listens: request.get_all("listen").map(str::to_string).collect(),
         append_files: request.get_all("append_file").map(str::to_string).collect(),
         labels: request

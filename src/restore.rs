@@ -154,6 +154,16 @@ fn check_environment(image: &Image) -> Result<()> {
             Ok(_) => {}
         }
     }
+    for (size, mtime, path) in &image.meta.data_files {
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() == *size && m.mtime() == *mtime => {}
+            Ok(m) => bail!(
+                "{path} was written after the checkpoint (size {size} then, {} now): the program reopens it and would go on from its memory of the older contents, silently losing what was written since (another copy of this image, or the original after the checkpoint); restore against the data as it was at the checkpoint (a copy per restored program), or say the program copes with `allowChanges: true` in the policy rule that reopens it",
+                m.len()
+            ),
+            Err(e) => bail!("{path}, which the program reopens for writing, is unavailable ({e}); put back the data as it was at the checkpoint"),
+        }
+    }
     for addr in &image.meta.listens {
         let Ok(sa) = addr.parse::<std::net::SocketAddr>() else {
             continue;

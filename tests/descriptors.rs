@@ -127,6 +127,56 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
         "the restored copy goes on writing where the original stopped"
     );
 
+    // The first copy wrote on: a second copy of the image would go on from older contents
+    // and overwrite the newer lines (a rollback). It is refused, naming the file.
+    let mut again = crac_java();
+    again.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(again);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "{} was written after the checkpoint",
+            data.display()
+        )) && o.stderr.contains("allowChanges: true")
+            && o.stderr.lines().count() == 1,
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&data).unwrap(),
+        text,
+        "nothing touched"
+    );
+
+    // A rule that says the program copes lets it go (at the offset it had).
+    std::fs::write(
+        &policy,
+        format!(
+            "type: file\npath: {}/*.txt\naction: reopen\nallowChanges: true\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+    separate_temp_dir(&mut cmd, &tmp);
+    let image2 = tmp.join("image2");
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image2,
+        "Files",
+        &[&format!("write={}", data.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
+    checkpoint_ok(app.pid);
+    app.wait();
+    std::fs::write(&data, "changed meanwhile\n").unwrap();
+    let copy = restore(&image2);
+    copy.out
+        .wait_for("ticks after restore", |l| tick(l).is_some());
+    drop(copy);
+
     // A broken policy file is refused at start with the line at fault.
     std::fs::write(&policy, "type: file\naction: explode\n").unwrap();
     let mut c = crac_java();

@@ -29,6 +29,9 @@ pub struct Metadata {
     pub restore_args: Vec<String>,
     /// Files kept open for reading: (size, mtime, path); they must not change.
     pub check_files: Vec<(u64, i64, String)>,
+    /// Files a policy reopens for writing, as they were once the dump was done: (size,
+    /// mtime, path). A restore against newer contents would roll the program back.
+    pub data_files: Vec<(u64, i64, String)>,
     /// Addresses the program listens on (TCP): they must be free at restore.
     pub listens: Vec<String>,
     /// Logs (O_WRONLY|O_APPEND) that CRIU reopens by path: created if missing.
@@ -75,6 +78,9 @@ impl Metadata {
         }
         for (size, mtime, path) in &self.check_files {
             out.push_str(&format!("check_file={size}:{mtime}:{path}\n"));
+        }
+        for (size, mtime, path) in &self.data_files {
+            out.push_str(&format!("data_file={size}:{mtime}:{path}\n"));
         }
         for a in &self.listens {
             out.push_str(&format!("listen={a}\n"));
@@ -164,6 +170,13 @@ impl Metadata {
                 .map(|v| {
                     parse_check_file(&v)
                         .ok_or_else(|| format!("metadata has a bad check_file {v:?}"))
+                })
+                .collect::<Result<_, _>>()?,
+            data_files: all("data_file")
+                .into_iter()
+                .map(|v| {
+                    parse_check_file(&v)
+                        .ok_or_else(|| format!("metadata has a bad data_file {v:?}"))
                 })
                 .collect::<Result<_, _>>()?,
             listens: all("listen"),
@@ -846,6 +859,7 @@ mod tests {
                 jvm: vec!["sse2".into()],
             },
             termios: Some(format!("500,5,bf,8a3b,{}", "03".repeat(32))),
+            data_files: vec![(7, 1700000000, "/srv/db/data.bin".into())],
         };
         assert_eq!(Metadata::decode(&m.encode()), Ok(m.clone()));
         let other = m.encode().replace("format=2", "format=999");

@@ -462,6 +462,11 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
             (Class::AppendFile, Action::Reopen) if scan::criu_reopens(e) => {
                 dump.push("append_file", &e.path)
             }
+            // A data file reopened for writing: restoring against newer contents would roll
+            // the program back silently (the helper records its state once the dump is done).
+            (Class::WriteFile, Action::Reopen) if !e.allow_changes => {
+                dump.push("data_file", &e.path)
+            }
             (Class::ConnectedTcp, Action::Keep) => {
                 tcp_established = true;
                 restore_arg("--tcp-established");

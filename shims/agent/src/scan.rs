@@ -22,6 +22,8 @@ pub struct Entry {
     pub action: Action,
     /// The policy-file line of the rule that decided, when it asks for a notice.
     pub noticed_rule: Option<usize>,
+    /// The rule that decided lets a reopened file have changed at restore (`allowChanges`).
+    pub allow_changes: bool,
     pub size: u64,
     pub mtime: i64,
     pub offset: i64,
@@ -330,6 +332,7 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
         let noticed_rule = rule
             .filter(|r| r.warn && action != Action::Refuse)
             .map(|r| r.line);
+        let allow_changes = rule.is_some_and(|r| r.allow_changes);
         // SAFETY: lseek with SEEK_CUR only reads the offset; F_GETFD only reads flags.
         let (offset, fd_flags) = unsafe {
             (
@@ -346,6 +349,7 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
             addresses,
             action,
             noticed_rule,
+            allow_changes,
             size: st.st_size as u64,
             mtime: st.st_mtime,
             offset,
@@ -503,6 +507,7 @@ mod tests {
             addresses: Vec::new(),
             action,
             noticed_rule: None,
+            allow_changes: false,
             size: 0,
             mtime: 0,
             offset: 0,

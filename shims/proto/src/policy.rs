@@ -179,6 +179,9 @@ pub struct Rule {
     pub action: Option<Action>,
     /// `warn: false` silences the notice printed when the rule closes, reopens or ignores.
     pub warn: bool,
+    /// `allowChanges: true` (a crac-shim key): a file this rule reopens for writing may have
+    /// changed when a copy is restored (the program copes with finding newer data).
+    pub allow_changes: bool,
 }
 
 impl Default for Rule {
@@ -199,6 +202,7 @@ impl Default for Rule {
             regex: None,
             action: None,
             warn: true,
+            allow_changes: false,
         }
     }
 }
@@ -346,6 +350,17 @@ impl Policy {
                     let re = regex_lite::Regex::new(&format!("^(?:{value})$"))
                         .map_err(|e| err(format!("bad regex {value:?}: {e}")))?;
                     current.regex = Some(Pattern(value.to_string(), re));
+                }
+                "allowChanges" | "allowchanges" => {
+                    current.allow_changes = match value.to_ascii_lowercase().as_str() {
+                        "true" | "yes" => true,
+                        "false" | "no" => false,
+                        _ => {
+                            return Err(err(format!(
+                                "allowChanges must be true or false, not {value:?}"
+                            )))
+                        }
+                    }
                 }
                 "warn" => {
                     current.warn = match value.to_ascii_lowercase().as_str() {

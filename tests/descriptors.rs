@@ -614,3 +614,72 @@ fn temp_files_checkpoint_without_a_policy_and_every_copy_has_its_own() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A lock the program holds on a file the policy reopens (Java's FileChannel.lock(), a POSIX
+/// lock, which goes with the descriptor the dump's stand-in replaces) is taken again by the
+/// restored copy; a second copy that finds it taken ends rather than write without it.
+#[test]
+fn locks_on_reopened_files_are_taken_again_or_the_copy_ends() {
+    require_checkpoint!();
+    let tmp = TempDir::new("locks");
+    let image = tmp.join("image");
+    let data = tmp.join("data.txt");
+    let policy = tmp.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "type: file\npath: {}\naction: reopen\nallowChanges: true\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+    separate_temp_dir(&mut cmd, &tmp);
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", data.display()), "lock"],
+    );
+    app.out.wait_for("the lock", |l| l == "locked");
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&data).unwrap();
+    let key = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(m.dev()),
+        libc::minor(m.dev()),
+        m.ino()
+    );
+    let first = restore(&image);
+    first
+        .out
+        .wait_for("ticks after restore", |l| tick(l).is_some());
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    assert!(
+        locks.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 8
+                && f[1] == "POSIX"
+                && f[3] == "WRITE"
+                && f[4] == app.pid.to_string()
+                && f[5] == key
+        }),
+        "the copy ({}) holds the lock on {key}: {locks}",
+        app.pid
+    );
+
+    let mut second = restore(&image);
+    assert_eq!(second.wait().code(), Some(1));
+    let said = second.err.all().join("\n");
+    assert!(
+        said.contains("file locks are taken by another process")
+            && said.contains(&data.display().to_string()),
+        "{said}"
+    );
+    drop(first);
+}

@@ -8,6 +8,7 @@ import java.nio.charset.StandardCharsets;
  * Test program: writes "line N" to a file every 50 ms and prints "tick N".
  *   write=PATH    the file is opened for writing (truncated, not append)
  *   append=PATH   the file is opened for appending (a log)
+ *   then "lock"   the program locks the whole file (FileChannel.lock(), a POSIX lock)
  * A line "close" on stdin closes the file (then only ticks go on).
  */
 public class Files {
@@ -17,7 +18,12 @@ public class Files {
         String spec = args[0];
         boolean append = spec.startsWith("append=");
         String path = spec.substring(spec.indexOf('=') + 1);
-        out = new FileOutputStream(path, append);
+        FileOutputStream file = new FileOutputStream(path, append);
+        if (args.length > 1 && args[1].equals("lock")) {
+            file.getChannel().lock();
+            System.out.println("locked");
+        }
+        out = file;
         Thread commands = new Thread(() -> {
             try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in))) {
                 String line;

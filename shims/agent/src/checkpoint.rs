@@ -314,6 +314,21 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
             failed.join(", ")
         ));
     }
+    if !prepared.lost_locks.is_empty() {
+        let lost = prepared.lost_locks.join(", ");
+        if restored {
+            // Two programs would write one file, each believing it holds it (FileLock's
+            // isValid() keeps answering true): this copy ends instead.
+            warn(&format!(
+                "the restored program's file locks are taken by another process: {lost}; this copy ends rather than write without them (another copy of this image runs?)"
+            ));
+            // SAFETY: ending the process at once, before the program runs on.
+            unsafe { libc::_exit(1) };
+        }
+        warn(&format!(
+            "file locks released for the checkpoint were taken meanwhile: {lost}; the program no longer holds them"
+        ));
+    }
     outcome
 }
 

@@ -16,6 +16,7 @@ mod checkpoint;
 mod config;
 mod control;
 mod jni;
+mod locks;
 mod perfdata;
 mod scan;
 mod sys;

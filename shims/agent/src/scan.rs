@@ -368,12 +368,16 @@ pub fn criu_reopens(e: &Entry) -> bool {
 pub struct Prepared {
     pub reopen: Vec<Reopen>,
     pub private: Vec<crate::tempfiles::Private>,
+    /// Files whose locks could not be taken again after the dump, and who holds them.
+    pub lost_locks: Vec<String>,
 }
 
 pub struct Reopen {
     entry: Entry,
     /// Written at its end: continue at the end after the restore.
     at_end: bool,
+    /// The program's locks on the file, released when the stand-in took its descriptor.
+    locks: Vec<crate::locks::Held>,
 }
 
 /// Replaces what is to be closed by /dev/null (keeping the number taken), and what is to be
@@ -425,6 +429,11 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
             }
             _ => continue,
         };
+        let locks = if e.action == Action::Reopen {
+            crate::locks::held_on(e.fd)
+        } else {
+            Vec::new()
+        };
         // SAFETY: dup2 onto a descriptor number the program owns; it keeps the number and its
         // close-on-exec state.
         unsafe {
@@ -437,10 +446,15 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
             reopen.push(Reopen {
                 entry: e.clone(),
                 at_end,
+                locks,
             });
         }
     }
-    Ok(Prepared { reopen, private })
+    Ok(Prepared {
+        reopen,
+        private,
+        lost_locks: Vec::new(),
+    })
 }
 
 /// Reopens by path, with the original flags, what `prepare` stood in for: at the stand-in's
@@ -452,7 +466,7 @@ pub fn reopen(prepared: &mut Prepared, restored: bool) -> Vec<String> {
     failed
 }
 
-fn reopen_by_path(prepared: &Prepared) -> Vec<String> {
+fn reopen_by_path(prepared: &mut Prepared) -> Vec<String> {
     let mut failed = Vec::new();
     for r in &prepared.reopen {
         let e = &r.entry;
@@ -488,6 +502,13 @@ fn reopen_by_path(prepared: &Prepared) -> Vec<String> {
             libc::dup2(fd, e.fd);
             libc::fcntl(e.fd, libc::F_SETFD, e.fd_flags);
             libc::close(fd);
+        }
+        if let Err(holder) = crate::locks::take_again(e.fd, &r.locks) {
+            prepared.lost_locks.push(format!(
+                "{} (held by {})",
+                e.path,
+                holder.map_or("another process".into(), |p| format!("pid {p}"))
+            ));
         }
     }
     failed

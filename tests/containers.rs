@@ -367,24 +367,7 @@ impl<'a> Containers<'a> {
 
     /// GET over the container's own loopback (from inside its network namespace).
     fn get_inside(&self, name: &str, port: u16, path: &str) -> String {
-        let script = format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
-        );
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let o = self.exec(name, &["bash", "-c", &script]);
-            if o.code == Some(0) && o.stdout.contains("200 OK") {
-                return o.stdout;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never answered on 127.0.0.1:{port}: {} {}; logs: {}",
-                o.stdout,
-                o.stderr,
-                self.logs(name)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        get_over_loopback(|args| self.exec(name, args), port, path, || self.logs(name))
     }
 
     /// The host's pid of the container's pid 1 (crac-java).
@@ -404,6 +387,34 @@ impl Drop for Containers<'_> {
         c.args(["rm", "-f"]).args(&self.names);
         c.stdout(Stdio::null()).stderr(Stdio::null());
         let _ = c.status();
+    }
+}
+
+/// GET `path` on 127.0.0.1:`port` with bash run by `exec` inside a network namespace, until it
+/// answers (`context` says what the program said, on failure).
+fn get_over_loopback(
+    exec: impl Fn(&[&str]) -> Output,
+    port: u16,
+    path: &str,
+    context: impl Fn() -> String,
+) -> String {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let o = exec(&["bash", "-c", &script]);
+        if o.code == Some(0) && o.stdout.contains("200 OK") {
+            return o.stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer on 127.0.0.1:{port}: {} {}; {}",
+            o.stdout,
+            o.stderr,
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -869,23 +880,11 @@ fn an_engine_that_knows_checkpoint_restore_needs_nothing_more() {
     let id = format!("{tag}-restored");
     let out = tmp.join("restored.out");
     runc.run(&restorer, &id, &out);
-    let script = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /?n=10 HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+    let answer = get_over_loopback(
+        |args| runc.exec(&id, args),
+        port,
+        "/?n=10",
+        || std::fs::read_to_string(&out).unwrap_or_default(),
     );
-    let deadline = Instant::now() + TIMEOUT;
-    let answer = loop {
-        let o = runc.exec(&id, &["bash", "-c", &script]);
-        if o.stdout.contains("200 OK") {
-            break o.stdout;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer: {} {}; {}",
-            o.stdout,
-            o.stderr,
-            std::fs::read_to_string(&out).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
     assert!(answer.contains("prime 10 = 29, request 1"), "{answer}");
 }

@@ -85,6 +85,25 @@ fn logs_reopen_and_survive_growing_between_restores() {
     assert!(std::fs::read_to_string(&log).unwrap().contains(&next));
 }
 
+/// The Files program writing `data` (a data file: the JVM's temp directory is elsewhere), with
+/// the resource policies in `policy`.
+fn start_files_with_policy(
+    tmp: &TempDir,
+    image: &std::path::Path,
+    policy: &std::path::Path,
+    data: &std::path::Path,
+    more: &[&str],
+) -> Proc {
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+    separate_temp_dir(&mut cmd, tmp);
+    let write = format!("write={}", data.display());
+    let args: Vec<&str> = std::iter::once(write.as_str())
+        .chain(more.iter().copied())
+        .collect();
+    start_checkpointable_with(cmd, image, "Files", &args)
+}
+
 #[test]
 fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
     require_checkpoint!();
@@ -100,15 +119,7 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
         ),
     )
     .unwrap();
-    let mut cmd = crac_java();
-    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
-    separate_temp_dir(&mut cmd, &tmp);
-    let mut app = start_checkpointable_with(
-        cmd,
-        &image,
-        "Files",
-        &[&format!("write={}", data.display())],
-    );
+    let mut app = start_files_with_policy(&tmp, &image, &policy, &data, &[]);
     app.out
         .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
     checkpoint_ok(app.pid);
@@ -157,16 +168,8 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
         ),
     )
     .unwrap();
-    let mut cmd = crac_java();
-    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
-    separate_temp_dir(&mut cmd, &tmp);
     let image2 = tmp.join("image2");
-    let mut app = start_checkpointable_with(
-        cmd,
-        &image2,
-        "Files",
-        &[&format!("write={}", data.display())],
-    );
+    let mut app = start_files_with_policy(&tmp, &image2, &policy, &data, &[]);
     app.out
         .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
     checkpoint_ok(app.pid);
@@ -633,15 +636,7 @@ fn locks_on_reopened_files_are_taken_again_or_the_copy_ends() {
         ),
     )
     .unwrap();
-    let mut cmd = crac_java();
-    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
-    separate_temp_dir(&mut cmd, &tmp);
-    let mut app = start_checkpointable_with(
-        cmd,
-        &image,
-        "Files",
-        &[&format!("write={}", data.display()), "lock"],
-    );
+    let mut app = start_files_with_policy(&tmp, &image, &policy, &data, &["lock"]);
     app.out.wait_for("the lock", |l| l == "locked");
     app.out.wait_for("a tick", |l| tick(l).is_some());
     checkpoint_ok(app.pid);

@@ -145,6 +145,15 @@ fn stdin_is_untouched_by_a_failed_checkpoint() {
     );
 }
 
+/// The pid of the child the Parent program started ("child PID").
+fn child_of(app: &Proc) -> u32 {
+    app.out
+        .wait_for("the child", |l| l.starts_with("child "))
+        .trim_start_matches("child ")
+        .parse()
+        .unwrap()
+}
+
 /// A JVM with a child process, checkpointed: the dump ends the whole tree it froze, so the
 /// original's child is not left behind (stopped, forever); the copy comes back with its child.
 #[test]
@@ -153,12 +162,7 @@ fn a_checkpoint_ends_the_jvms_children_too() {
     let tmp = TempDir::new("children");
     let image = tmp.join("image");
     let mut app = start_checkpointable(&image, "Parent", &[]);
-    let child: u32 = app
-        .out
-        .wait_for("the child", |l| l.starts_with("child "))
-        .trim_start_matches("child ")
-        .parse()
-        .unwrap();
+    let child = child_of(&app);
     app.out.wait_for("a tick", |l| tick(l).is_some());
     checkpoint_ok(app.pid);
     app.wait();
@@ -195,12 +199,7 @@ fn a_copy_exits_with_its_program_whatever_its_children_do() {
     let tmp = TempDir::new("orphan");
     let image = tmp.join("image");
     let mut app = start_checkpointable(&image, "Parent", &["exit=40:3"]);
-    let child: u32 = app
-        .out
-        .wait_for("the child", |l| l.starts_with("child "))
-        .trim_start_matches("child ")
-        .parse()
-        .unwrap();
+    let child = child_of(&app);
     app.out.wait_for("a tick", |l| tick(l).is_some());
     checkpoint_ok(app.pid);
     app.wait();

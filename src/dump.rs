@@ -271,7 +271,9 @@ fn dump(request: &Message) -> Result<()> {
     let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
-    let mut criu_child = Command::new(&criu_path)
+    let mut criu_command = Command::new(&criu_path);
+    crate::kdat::apply(&mut criu_command, &criu_path, &args);
+    let mut criu_child = criu_command
         .args(&args)
         .env_remove("LD_PRELOAD")
         .env_remove("LD_LIBRARY_PATH")

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod image;
 pub mod java;
 pub mod jcmd;
+pub mod kdat;
 pub mod launcher;
 pub mod paths;
 pub mod privilege;

@@ -411,7 +411,9 @@ impl Restored<'_> {
         if self.print_command {
             eprintln!("crac-java: {} {}", criu.path.display(), args.join(" "));
         }
-        Command::new(&criu.path)
+        let mut daemon = Command::new(&criu.path);
+        crate::kdat::apply(&mut daemon, &criu.path, &args);
+        daemon
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -447,6 +449,7 @@ impl Restored<'_> {
             crate::guard::Guard::start(&self.image.ids, &self.image.meta.java_home, self.work)
         });
         let mut command = Command::new(&criu.path);
+        crate::kdat::apply(&mut command, &criu.path, args);
         command.args(args).stdout(Stdio::inherit());
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us
         // (a killed launcher must not leave a restore half done), and the restored JVM joins

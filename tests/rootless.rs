@@ -129,6 +129,27 @@ fn an_ordinary_user_checkpoints_and_restores_with_a_capable_criu() {
     );
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(home.join("img")).unwrap());
     assert_eq!(owner, NOBODY, "the image belongs to the user");
+
+    // CRIU's kernel-probe cache, kept for the user on /dev/shm (a tmpfs) since no
+    // XDG_RUNTIME_DIR is set: the checkpoint wrote it, and it is the user's alone.
+    let cache_base = std::path::PathBuf::from(format!("/dev/shm/crac-shim-kdat-{NOBODY}"));
+    let on_tmpfs = Command::new("stat")
+        .args(["-f", "-c", "%T", "/dev/shm"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "tmpfs");
+    if on_tmpfs {
+        let caches: Vec<std::path::PathBuf> = std::fs::read_dir(&cache_base)
+            .map(|d| d.flatten().map(|e| e.path().join("criu.kdat")).collect())
+            .unwrap_or_default();
+        assert!(
+            caches.len() == 1 && caches[0].is_file(),
+            "one cache in {}: {caches:?}",
+            cache_base.display()
+        );
+        let m = std::fs::metadata(&caches[0]).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert!(m.uid() == NOBODY && m.mode() & 0o077 == 0, "{:o}", m.mode());
+    }
 }
 
 /// Kills a process we started and everything below it, and reaps it.

@@ -41,7 +41,7 @@ fn fnv(text: &str) -> u64 {
 }
 
 fn is_tmpfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 as i64 == TMPFS_MAGIC)
+    nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 == TMPFS_MAGIC)
 }
 
 /// The cache directory for `criu` under `base` (created private), others' removed.

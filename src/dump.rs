@@ -79,10 +79,15 @@ pub fn run_helper(args: &[OsString]) -> i32 {
             // The JVM is gone: what it wrote while waiting for CRIU belongs to its output.
             pass_on(&spares[1], 1);
             pass_on(&spares[2], 2);
+            let pid = request.get("pid").and_then(|p| p.parse().ok());
+            if let Some(pid) = pid {
+                forget_perf_data(pid);
+            }
             report(&mut client, Ok(()));
             drop(client);
-            if let Some(pid) = request.get("pid").and_then(|p| p.parse().ok()) {
-                forget_tool_names(pid);
+            // The attach socket only once the JVM is gone for good, which may take a moment.
+            if let Some(pid) = pid {
+                forget_attach_socket(pid);
             }
         }
         Err(e) => {
@@ -391,10 +396,20 @@ fn dump(request: &Message) -> Result<()> {
 
 /// A JVM killed by its checkpoint cannot remove its names for the JDK's tools: a dead attach
 /// socket would refuse jcmd at a copy restored with this pid, and its perf-data file would list
-/// a JVM that is gone. (A restored copy makes its own.)
-fn forget_tool_names(pid: u32) {
-    // The last of the JVM's threads may still be closing its files after the leader became a
-    // zombie: until then the listener answers.
+/// a JVM that is gone. (A restored copy makes its own.) The perf-data file first: the JVM,
+/// killed, maps it no more.
+fn forget_perf_data(pid: u32) {
+    if let Some(user) = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+    {
+        let _ = std::fs::remove_file(format!("/tmp/hsperfdata_{}/{pid}", user.name));
+    }
+}
+
+/// The attach socket, once nobody listens on it: the last of the JVM's threads may still be
+/// closing its files after the leader became a zombie.
+fn forget_attach_socket(pid: u32) {
     let attach = format!("/tmp/.java_pid{pid}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
@@ -408,13 +423,6 @@ fn forget_tool_names(pid: u32) {
             }
             _ => break,
         }
-    }
-    // The perf-data file, ours (the JVM's user is ours) and no longer mapped by anyone.
-    if let Some(user) = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-    {
-        let _ = std::fs::remove_file(format!("/tmp/hsperfdata_{}/{pid}", user.name));
     }
 }
 

@@ -124,10 +124,7 @@ pub fn missing_as_root(p: &Privilege, op: Operation, host: Host) -> Option<Strin
     // The kernel lets a tracer under seccomp suspend nobody's filter: CRIU cannot take a
     // filtered JVM apart from inside the same filter (and the JVM inherits ours).
     if op == Operation::Checkpoint && p.seccomp_filtered {
-        return Some(format!(
-            "cannot checkpoint under a seccomp filter: CRIU must lift the JVM's filter while it dumps it, which the kernel refuses to a filtered process; {}",
-            unconfine(host)
-        ));
+        return Some(filtered_checkpoint(host));
     }
     // Yama: CRIU is run by a helper that is not the JVM's ancestor.
     if op == Operation::Checkpoint && p.ptrace_scope >= 1 && !p.has(Capability::CAP_SYS_PTRACE) {
@@ -189,6 +186,13 @@ fn grant(host: Host, cap: &str, old_engines: Option<&str>) -> String {
     }
 }
 
+fn filtered_checkpoint(host: Host) -> String {
+    format!(
+        "cannot checkpoint under a seccomp filter: CRIU must lift the JVM's filter while it dumps it, which the kernel refuses to a filtered process; {}",
+        unconfine(host)
+    )
+}
+
 fn unconfine(host: Host) -> String {
     match host {
         Host::Kubernetes => {
@@ -227,10 +231,7 @@ pub fn check(criu: &crate::criu::Criu, op: Operation) -> Result<()> {
         return Ok(());
     }
     if op == Operation::Checkpoint && p.seccomp_filtered {
-        bail!(
-            "cannot checkpoint under a seccomp filter: CRIU must lift the JVM's filter while it dumps it, which the kernel refuses to a filtered process; {}",
-            unconfine(Host::here())
-        );
+        bail!("{}", filtered_checkpoint(Host::here()));
     }
     let setcap = format!(
         "as root: setcap cap_checkpoint_restore,cap_sys_ptrace,cap_setpcap+eip {}",

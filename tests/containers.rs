@@ -574,16 +574,6 @@ fn checkpointed_once_restored_as_three_replicas() {
     assert!(answer.contains("request 22"), "{answer}");
 }
 
-/// One line on stderr, naming what is wrong and what to do; the container exits non-zero.
-fn refused(o: &Output, needles: &[&str]) {
-    assert_ne!(o.code, Some(0), "must fail: {} {}", o.stdout, o.stderr);
-    let lines: Vec<&str> = o.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one line: {:?}", o.stderr);
-    for n in needles {
-        assert!(lines[0].contains(n), "{:?} lacks {n:?}", lines[0]);
-    }
-}
-
 #[test]
 fn bad_cases_in_containers_get_one_line_each() {
     let d = require_engine!();
@@ -604,7 +594,7 @@ fn bad_cases_in_containers_get_one_line_each() {
     // Docker's defaults: no capability for CRIU.
     let mut options = vec!["--network".to_string(), "none".into()];
     options.extend(image_volume(&images, false));
-    refused(
+    one_line_error(
         &cs.run("no-caps", &options, &server("/img/app"), false),
         &["CAP_CHECKPOINT_RESTORE", "--cap-add SYS_ADMIN"],
     );
@@ -616,14 +606,14 @@ fn bad_cases_in_containers_get_one_line_each() {
         "none".into(),
     ];
     options.extend(image_volume(&images, false));
-    refused(
+    one_line_error(
         &cs.run("seccomp", &options, &server("/img/app"), false),
         &["seccomp", "--security-opt seccomp=unconfined"],
     );
     // The image volume read-only: said before the program starts.
     let mut options = with(&minimal(), &["--network", "none"]);
     options.extend(image_volume(&images, true));
-    refused(
+    one_line_error(
         &cs.run("read-only", &options, &server("/img/app"), false),
         &["/img/app", "Read-only file system"],
     );
@@ -633,7 +623,7 @@ fn bad_cases_in_containers_get_one_line_each() {
     checkpoint_in_container(&mut cs, "bad-maker", &images, port, 3);
     let mut options = vec!["--network".to_string(), "none".into()];
     options.extend(image_volume(&images, true));
-    refused(
+    one_line_error(
         &cs.run(
             "restore-no-caps",
             &options,
@@ -653,7 +643,7 @@ fn bad_cases_in_containers_get_one_line_each() {
     let mut options = with(&minimal(), &["--network", "none"]);
     options.extend(image_volume(&images, true));
     options.extend(["-v".into(), format!("{other_jdk}:{image_jdk}:ro")]);
-    refused(
+    one_line_error(
         &cs.run(
             "other-jdk",
             &options,

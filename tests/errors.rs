@@ -4,15 +4,6 @@ mod support;
 use std::process::Command;
 use support::*;
 
-fn one_line_error(o: &Output, needles: &[&str]) {
-    assert_ne!(o.code, Some(0), "must fail: {}", o.stderr);
-    let lines: Vec<&str> = o.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one line: {:?}", o.stderr);
-    for n in needles {
-        assert!(lines[0].contains(n), "{:?} lacks {n:?}", lines[0]);
-    }
-}
-
 fn restore_cmd(dir: &std::path::Path) -> Command {
     let mut c = crac_java();
     c.arg(format!("-XX:CRaCRestoreFrom={}", dir.display()));

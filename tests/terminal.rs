@@ -155,6 +155,17 @@ fn jvm_below(t: &Terminal) -> u32 {
     }
 }
 
+/// Checkpoints the JVM running in the terminal, then types the restore at the shell's prompt.
+fn checkpoint_then_restore(t: &Terminal, image: &std::path::Path) {
+    checkpoint_ok(jvm_below(t));
+    t.wait_for("the shell back", |s| s.trim_end().ends_with('$'));
+    t.clear();
+    t.line(&format!(
+        "{CRAC_JAVA} -XX:CRaCRestoreFrom={}",
+        image.display()
+    ));
+}
+
 /// After the program ended: its exit status, and the terminal left in its usual modes.
 fn shell_saw_exit(t: &Terminal, status: i32) {
     t.line("echo \"status $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo -e isig | sort | tr '\\n' ,; echo");
@@ -180,14 +191,7 @@ fn a_line_reader_restored_in_a_terminal_reads_stops_and_resumes_as_started_there
     });
     t.line("hello");
     t.wait_for("an answer", |s| s.contains("you said: hello"));
-    checkpoint_ok(jvm_below(&t));
-    t.wait_for("the shell back", |s| s.trim_end().ends_with('$'));
-    t.clear();
-
-    t.line(&format!(
-        "{CRAC_JAVA} -XX:CRaCRestoreFrom={}",
-        image.display()
-    ));
+    checkpoint_then_restore(&t, &image);
     // Reads from the terminal: before, the copy stayed in its old process group, in the
     // background, and stopped at once (SIGTTIN).
     t.line("again");
@@ -226,14 +230,7 @@ fn jshell_restored_in_a_terminal_edits_lines_and_exits_as_started_there() {
     t.wait_count("jshell>", 1);
     t.line("int x = 41;");
     t.wait_for("the variable", |s| s.contains("x ==> 41"));
-    checkpoint_ok(jvm_below(&t));
-    t.wait_for("the shell back", |s| s.trim_end().ends_with('$'));
-    t.clear();
-
-    t.line(&format!(
-        "{CRAC_JAVA} -XX:CRaCRestoreFrom={}",
-        image.display()
-    ));
+    checkpoint_then_restore(&t, &image);
     // Typed once the copy runs (keys typed earlier are echoed by the terminal in line mode,
     // as during any program's start-up): its agent answers again once the restore is done.
     let deadline = Instant::now() + TIMEOUT;

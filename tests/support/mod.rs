@@ -555,6 +555,16 @@ pub fn run(mut cmd: Command) -> Output {
     }
 }
 
+/// A failure told in exactly one line on stderr that names each of `needles`.
+pub fn one_line_error(o: &Output, needles: &[&str]) {
+    assert_ne!(o.code, Some(0), "must fail: {}", o.stderr);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line: {:?}", o.stderr);
+    for n in needles {
+        assert!(lines[0].contains(n), "{:?} lacks {n:?}", lines[0]);
+    }
+}
+
 /// `crac-jcmd PID JDK.checkpoint`.
 pub fn checkpoint(pid: u32) -> Output {
     let mut c = Command::new(CRAC_JCMD);

@@ -15,14 +15,6 @@ pub struct Held {
     len: i64,
 }
 
-fn stat(fd: RawFd) -> Option<libc::stat> {
-    // SAFETY: fstat writes into a zeroed local struct.
-    unsafe {
-        let mut st = std::mem::zeroed::<libc::stat>();
-        (libc::fstat(fd, &mut st) == 0).then_some(st)
-    }
-}
-
 /// `dev:ino` as /proc/locks shows them (major and minor in hex).
 fn file_key(st: &libc::stat) -> String {
     format!(
@@ -61,7 +53,7 @@ fn parse(locks: &str, pid: u32, key: &str) -> Vec<Held> {
 
 /// The locks this process holds on the file open on `fd`.
 pub fn held_on(fd: RawFd) -> Vec<Held> {
-    let Some(st) = stat(fd) else {
+    let Some(st) = crate::scan::fstat(fd) else {
         return Vec::new();
     };
     let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();

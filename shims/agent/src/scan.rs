@@ -131,7 +131,7 @@ fn open_fds() -> Vec<RawFd> {
     fds
 }
 
-fn fstat(fd: RawFd) -> Option<libc::stat> {
+pub fn fstat(fd: RawFd) -> Option<libc::stat> {
     // SAFETY: fstat writes into a local, zero-initialized struct.
     unsafe {
         let mut st = std::mem::zeroed::<libc::stat>();

@@ -91,14 +91,6 @@ pub struct Private {
     path: String,
 }
 
-fn fstat(fd: RawFd) -> Option<libc::stat> {
-    // SAFETY: fstat writes into a zeroed local struct.
-    unsafe {
-        let mut st = std::mem::zeroed::<libc::stat>();
-        (libc::fstat(fd, &mut st) == 0).then_some(st)
-    }
-}
-
 fn memfd() -> std::io::Result<OwnedFd> {
     // SAFETY: a NUL-terminated literal name.
     let fd = unsafe { libc::memfd_create(c"crac-shim-temp".as_ptr(), libc::MFD_CLOEXEC) };
@@ -148,7 +140,7 @@ fn swap_onto(fd: RawFd, file: &OwnedFd) -> std::io::Result<()> {
 
 /// Before the dump: a memfd with the file's contents takes the program's descriptor.
 pub fn make_private(e: &Entry) -> std::io::Result<Private> {
-    let file = fstat(e.fd)
+    let file = crate::scan::fstat(e.fd)
         .map(|st| (st.st_dev, st.st_ino))
         .unwrap_or((0, 0));
     let stand_in = memfd()?;
@@ -259,6 +251,6 @@ fn take_path(r: &Record) -> Option<(u64, u64)> {
     }
     copy_contents(r.fd, &file).ok()?;
     swap_onto(r.fd, &file).ok()?;
-    let st = fstat(file.as_raw_fd())?;
+    let st = crate::scan::fstat(file.as_raw_fd())?;
     Some((st.st_dev, st.st_ino))
 }

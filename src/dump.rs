@@ -277,7 +277,7 @@ fn dump(request: &Message) -> Result<()> {
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
     let mut criu_command = Command::new(&criu_path);
-    crate::kdat::apply(&mut criu_command, &criu_path, &args);
+    let kdat = crate::kdat::apply(&mut criu_command, &criu_path, &args);
     let mut criu_child = criu_command
         .args(&args)
         .env_remove("LD_PRELOAD")
@@ -303,6 +303,7 @@ fn dump(request: &Message) -> Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
+    kdat.release();
     if !status.success() {
         let log = std::fs::read_to_string(staging.join("dump.log")).unwrap_or_default();
         let output = std::fs::read_to_string(staging.join("criu.out")).unwrap_or_default();

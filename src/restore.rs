@@ -412,7 +412,8 @@ impl Restored<'_> {
             eprintln!("crac-java: {} {}", criu.path.display(), args.join(" "));
         }
         let mut daemon = Command::new(&criu.path);
-        crate::kdat::apply(&mut daemon, &criu.path, &args);
+        // Held until the daemon is up: it has read the cache by then.
+        let _kdat = crate::kdat::apply(&mut daemon, &criu.path, &args);
         daemon
             .args(&args)
             .stdin(Stdio::null())
@@ -449,7 +450,7 @@ impl Restored<'_> {
             crate::guard::Guard::start(&self.image.ids, &self.image.meta.java_home, self.work)
         });
         let mut command = Command::new(&criu.path);
-        crate::kdat::apply(&mut command, &criu.path, args);
+        let mut kdat = Some(crate::kdat::apply(&mut command, &criu.path, args));
         command.args(args).stdout(Stdio::inherit());
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us
         // (a killed launcher must not leave a restore half done), and the restored JVM joins
@@ -503,6 +504,7 @@ impl Restored<'_> {
                 Event::Child => {
                     for (pid, exit) in supervise::reap() {
                         if pid == criu_pid {
+                            let kdat = kdat.take();
                             if exit != Exit::Code(0) {
                                 // With -S a restored root may already be our child: a failed
                                 // (or killed) CRIU must not leave it running.
@@ -531,6 +533,10 @@ impl Restored<'_> {
                                     r.write_all(format!("restored {app_pid}\n").as_bytes())?;
                                 }
                                 None => self.greet(app_pid as u32, std::process::id()),
+                            }
+                            // After the greeting: making a missing cache must not delay it.
+                            if let Some(k) = kdat {
+                                k.release();
                             }
                             for s in pending.drain(..) {
                                 supervise::send(app_pid, s);

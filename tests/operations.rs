@@ -440,3 +440,69 @@ fn crac_restore_options_and_checkpoint_patterns() {
         o.stderr
     );
 }
+
+/// CRIU's kernel-probe cache as a full root: CRIU keeps one only when /run is a tmpfs (not on
+/// this project's machines); crac-shim makes it once per boot in a private directory, lends it
+/// to its own CRIU runs as /run/criu.kdat, and leaves nothing of it in /run.
+#[test]
+fn criu_probes_the_kernel_once_per_boot() {
+    require_checkpoint!();
+    if !is_root() {
+        eprintln!(
+            "skipped: the full-root cache needs root (the rootless one is tested in rootless.rs)"
+        );
+        return;
+    }
+    let tmp = TempDir::new("kdat");
+    let image = tmp.join("image");
+    // The checkpoint's CRIU ran with or without a cache; either way one exists after it.
+    ticker_image(&image, &[], 2);
+    let run_is_tmpfs = Command::new("stat")
+        .args(["-f", "-c", "%T", "/run"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "tmpfs");
+    if !run_is_tmpfs {
+        let made = || {
+            std::fs::read_dir("/dev/shm/crac-shim-kdat-root")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.path().join("criu.kdat").is_file())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !made() {
+            assert!(std::time::Instant::now() < deadline, "no cache was made");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let log = tmp.join("restore.log");
+    let mut c = crac_java();
+    c.env("CRAC_CRIU_OPTS", format!("-v4 -o {}", log.display()))
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let restored = Proc::spawn(c);
+    restored
+        .out
+        .wait_for("a tick after the restore", |l| tick(l).is_some());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Loaded kdat cache from /run/criu.kdat"),
+        "CRIU probed the kernel again: {}",
+        text.lines().take(12).collect::<Vec<_>>().join(" | ")
+    );
+    drop(restored);
+    // Nothing of ours stays in /run once no CRIU of ours runs (another test's may: it holds
+    // its lock then).
+    if let Ok(file) = std::fs::File::open("/run/criu.kdat") {
+        let bytes = std::fs::read("/run/criu.kdat").unwrap_or_default();
+        if !run_is_tmpfs && bytes.windows(15).any(|w| w == b"crac-shim-kdat ") {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor we own.
+            let unused =
+                unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+            use std::os::unix::fs::MetadataExt;
+            let same = std::fs::metadata("/run/criu.kdat")
+                .is_ok_and(|m| m.ino() == file.metadata().unwrap().ino());
+            assert!(!(unused && same), "a copy nobody uses was left in /run");
+        }
+    }
+}

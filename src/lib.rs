@@ -19,3 +19,4 @@ pub mod privilege;
 pub mod restore;
 pub mod supervise;
 pub mod terminal;
+pub mod timing;

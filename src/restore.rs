@@ -92,6 +92,7 @@ fn needs_new_pid_namespace(image: &Image) -> bool {
 
 pub fn run(req: Request) -> Result<Exit> {
     let started = Instant::now();
+    crate::timing::mark("launcher");
     // The terminal as we found it, whatever the program does to it (put back on return).
     let _terminal = crate::terminal::Saved::of(0);
     // What every restore needs, before anything else; what this image needs once it is read.
@@ -385,12 +386,13 @@ impl Restored<'_> {
             }
             m.push("env", format!("{k}={v}"));
         }
+        crate::timing::mark("greeted");
         if let Err(e) =
             nix::sys::socket::send(self.channel.as_raw_fd(), &m.encode(), MsgFlags::empty())
         {
             eprintln!("crac-java: cannot reach the restored JVM's agent: {e}");
         }
-        if std::env::var_os("CRAC_SHIM_TIMING").is_some() {
+        if crate::timing::enabled() {
             let line = format!(
                 "crac-java: restored pid {pid} in {:.1} ms\n",
                 self.started.elapsed().as_secs_f64() * 1000.0
@@ -462,6 +464,7 @@ impl Restored<'_> {
                 Ok(())
             });
         }
+        crate::timing::mark("criu");
         let criu_child = command
             .spawn()
             .with_context(|| format!("cannot run {}", criu.path.display()))?;
@@ -504,6 +507,7 @@ impl Restored<'_> {
                 Event::Child => {
                     for (pid, exit) in supervise::reap() {
                         if pid == criu_pid {
+                            crate::timing::mark("criu-exited");
                             let kdat = kdat.take();
                             if exit != Exit::Code(0) {
                                 // With -S a restored root may already be our child: a failed

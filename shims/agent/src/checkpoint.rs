@@ -179,6 +179,9 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             crate::jni::refresh_after_restore(&env);
+            if env.iter().any(|(k, _)| k == "CRAC_SHIM_TIMING") {
+                timing_mark("agent");
+            }
             LAST_START.store(now_secs(), Ordering::Release);
             if let Some(parent) = greeting.get("parent").and_then(|p| p.parse::<i32>().ok()) {
                 die_with_parent(parent);
@@ -206,6 +209,18 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
             Outcome::Failed(e.to_string())
         }
     }
+}
+
+/// `CRAC_SHIM_TIMING` in the restoring environment: the moment the agent has the greeting
+/// and has refreshed the JVM (the launcher's src/timing.rs has the format).
+fn timing_mark(event: &str) {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("crac-shim: timing {event} {micros}\n").as_bytes(),
+    );
 }
 
 /// Reads the policy file, if any (read at every checkpoint: it may be edited meanwhile).

@@ -101,6 +101,7 @@ public class Core {
             restoreFailure = e;
         }
         if (failure == null) {
+            AgentLink.timing("notified");
             restoreFailure = runNewMain(restoreFailure);
         }
         if (failure != null) {

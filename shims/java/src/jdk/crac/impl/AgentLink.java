@@ -283,6 +283,18 @@ public final class AgentLink {
      * notifications as {@link Core#checkpointRestore()}. Returns null on success, otherwise the
      * exception as jcmd would print it.
      */
+    /**
+     * {@code CRAC_SHIM_TIMING} in the (restoring) environment: one stderr line with the moment,
+     * for {@code scripts/bench --breakdown} (format: the launcher's src/timing.rs).
+     */
+    public static void timing(String event) {
+        if (System.getenv("CRAC_SHIM_TIMING") == null) {
+            return;
+        }
+        java.time.Instant now = java.time.Instant.now();
+        System.err.println("crac-shim: timing " + event + " " + (now.getEpochSecond() * 1_000_000L + now.getNano() / 1_000));
+    }
+
     public static String checkpointFromAgent() {
         try {
             Core.checkpointRestore();

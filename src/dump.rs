@@ -277,6 +277,7 @@ fn dump(request: &Message) -> Result<()> {
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
     let mut criu_command = Command::new(&criu_path);
+    crate::timing::mark("checkpoint-criu");
     let kdat = crate::kdat::apply(&mut criu_command, &criu_path, &args);
     let mut criu_child = criu_command
         .args(&args)
@@ -304,6 +305,7 @@ fn dump(request: &Message) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     kdat.release();
+    crate::timing::mark("checkpoint-criu-done");
     if !status.success() {
         let log = std::fs::read_to_string(staging.join("dump.log")).unwrap_or_default();
         let output = std::fs::read_to_string(staging.join("criu.out")).unwrap_or_default();
@@ -382,6 +384,7 @@ fn dump(request: &Message) -> Result<()> {
         .and_then(|b| image::pstree_ids(&b).ok())
         .unwrap_or_else(|| vec![pid]);
     let finished = finish_image(&meta, &staging, &dir);
+    crate::timing::mark("checkpoint-image-done");
     if !keep_running {
         let signal = if finished.is_ok() {
             nix::sys::signal::Signal::SIGKILL

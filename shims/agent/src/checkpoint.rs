@@ -211,8 +211,8 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
     }
 }
 
-/// `CRAC_SHIM_TIMING` in the restoring environment: the moment the agent has the greeting
-/// and has refreshed the JVM (the launcher's src/timing.rs has the format).
+/// For `CRAC_SHIM_TIMING` (the launcher's src/timing.rs has the format): in the JVM's
+/// environment for a checkpoint's moments, in the restoring one for a restore's.
 fn timing_mark(event: &str) {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -293,7 +293,21 @@ fn notify_policy_decisions(entries: &[scan::Entry], config: &Config) {
     }
 }
 
+/// Gives glibc's free native memory back to the kernel before CRIU copies it (as CRaC's JVM
+/// does): freed arena pages would otherwise go into every image and be read back at every
+/// restore. `CRAC_SHIM_MALLOC_TRIM=0` in the JVM's environment skips it (for measuring).
+fn trim_native_heap() {
+    if std::env::var_os("CRAC_SHIM_MALLOC_TRIM").is_some_and(|v| v == "0") {
+        return;
+    }
+    // SAFETY: malloc_trim takes glibc's arena locks itself; any thread may call it.
+    unsafe { libc::malloc_trim(0) };
+}
+
 fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::Result<Outcome> {
+    if std::env::var_os("CRAC_SHIM_TIMING").is_some() {
+        timing_mark("checkpoint-agent");
+    }
     let policy = match policy(config) {
         Ok(p) => p,
         Err(e) => return Ok(refuse(client.take(), e)),
@@ -309,6 +323,7 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
         return Ok(refuse(client.take(), refused.join("\n")));
     }
     let mut prepared = scan::prepare(&entries)?;
+    trim_native_heap();
     let perf = crate::perfdata::to_memory();
     let outcome = dump_prepared(config, client, &entries, &policy, perf.is_some());
     if let Some(region) = perf {

@@ -65,6 +65,7 @@ public final class AgentLink {
             // The agent answers through a pipe of its own, opened here by /proc/self/fd: the
             // pipe (unlike this connection) goes into the image without a name.
             try (SocketChannel channel = SocketChannel.open(UnixDomainSocketAddress.of(path))) {
+                timing("checkpoint-connected");
                 long maxHeap = maxHeap();
                 String request = maxHeap > 0 ? "checkpoint-java max_heap=" + maxHeap + "\n" : "checkpoint-java\n";
                 channel.write(ByteBuffer.wrap(request.getBytes(StandardCharsets.UTF_8)));
@@ -124,6 +125,15 @@ public final class AgentLink {
      * memory it freed. {@code -Djdk.crac.shim.trim=gc} only collects, {@code none} skips both.
      */
     private static void trimHeap() {
+        timing("checkpoint-gc");
+        try {
+            trimHeap0();
+        } finally {
+            timing("checkpoint-gc-done");
+        }
+    }
+
+    private static void trimHeap0() {
         String mode = System.getProperty("jdk.crac.shim.trim", "shrink");
         if (mode.equals("none")) {
             return;

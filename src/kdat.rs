@@ -286,8 +286,10 @@ impl Drop for Lease {
 }
 
 /// Starts `criu check` in a mount namespace of its own where our cache directory is /run (a
-/// tmpfs, so CRIU saves its probes there). Not waited for: it ends by itself; a lock on the
-/// directory, held by that CRIU, keeps it to one at a time.
+/// tmpfs, so CRIU saves its probes there). Not waited for, and detached (a session of its own,
+/// not our child): ending the launcher and all it started, as a shell or a benchmark does,
+/// must not end it half way every time. A lock on the directory, held by that CRIU, keeps it
+/// to one at a time.
 fn fill(dir: &Path, criu: &Path) {
     let Ok(lock) = File::open(dir) else {
         return;
@@ -306,10 +308,18 @@ fn fill(dir: &Path, criu: &Path) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: unshare, mount and fcntl are async-signal-safe; the strings were made before
-    // the fork. A failure leaves CRIU on the real /run, where it saves nothing.
+    // SAFETY: fork, _exit, setsid, unshare, mount and fcntl are async-signal-safe; the strings
+    // were made before the fork. A failure leaves CRIU on the real /run, where it saves nothing.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            // The intermediate child ends at once (whoever reaps our children reaps it); CRIU
+            // runs in the grandchild.
+            match libc::fork() {
+                0 => {}
+                -1 => return Err(std::io::Error::last_os_error()),
+                _ => libc::_exit(0),
+            }
+            libc::setsid();
             libc::fcntl(lock_fd, libc::F_SETFD, 0);
             if libc::unshare(libc::CLONE_NEWNS) != 0
                 || libc::mount(

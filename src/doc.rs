@@ -177,6 +177,12 @@ pub const CRAC_JAVA: Page = Page {
                 /tmp/crac-shim-UID); the logs of the ten latest failed restores stay there for a day.",
         },
         Item {
+            term: "CRAC_SHIM_TIMING",
+            help: "Set in a restoring (or checkpointed) environment: the launcher, the agent and the \
+                Java API print `crac-shim: timing EVENT MICROSECONDS` on stderr at each moment of the \
+                restore (or checkpoint), for scripts/bench --breakdown.",
+        },
+        Item {
             term: "CRAC_SHIM_RESTORE_TIMEOUT",
             help: "Seconds CRIU may take to restore before it is stopped (default 300).",
         },

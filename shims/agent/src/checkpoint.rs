@@ -179,7 +179,7 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             crate::jni::refresh_after_restore(&env);
-            if env.iter().any(|(k, _)| k == "CRAC_SHIM_TIMING") {
+            if env.iter().any(|(k, _)| k == crac_shim_proto::TIMING_ENV) {
                 timing_mark("agent");
             }
             LAST_START.store(now_secs(), Ordering::Release);
@@ -211,16 +211,10 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
     }
 }
 
-/// For `CRAC_SHIM_TIMING` (the launcher's src/timing.rs has the format): in the JVM's
-/// environment for a checkpoint's moments, in the restoring one for a restore's.
+/// For `CRAC_SHIM_TIMING`: in the JVM's environment for a checkpoint's moments, in the
+/// restoring one for a restore's.
 fn timing_mark(event: &str) {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("crac-shim: timing {event} {micros}\n").as_bytes(),
-    );
+    crate::sys::write_all_raw(2, crac_shim_proto::timing_line(event).as_bytes());
 }
 
 /// Reads the policy file, if any (read at every checkpoint: it may be edited meanwhile).
@@ -305,7 +299,7 @@ fn trim_native_heap() {
 }
 
 fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::Result<Outcome> {
-    if std::env::var_os("CRAC_SHIM_TIMING").is_some() {
+    if std::env::var_os(crac_shim_proto::TIMING_ENV).is_some() {
         timing_mark("checkpoint-agent");
     }
     let policy = match policy(config) {

@@ -261,6 +261,19 @@ impl Request {
 }
 
 /// The whole answer to a checkpoint request while another one is under way: ask again.
+/// `CRAC_SHIM_TIMING`: whoever sees a moment of a checkpoint or restore (the launcher, the
+/// agent, the Java API) writes this line on stderr; `scripts/bench --breakdown` reads them.
+/// The wall clock: the one the launcher, CRIU's log and a restored JVM (in a time namespace of
+/// its own) share.
+pub const TIMING_ENV: &str = "CRAC_SHIM_TIMING";
+
+pub fn timing_line(event: &str) -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("crac-shim: timing {event} {micros}\n")
+}
+
 pub const BUSY: &str = "busy\n";
 
 /// The last line of every answer on the control socket: `exit N`, the status `crac-jcmd`

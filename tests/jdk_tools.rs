@@ -159,3 +159,38 @@ fn jps_jstat_and_jcmd_see_the_jvm_and_its_copies() {
     }
     tools_see(outer, "Ticker", "a copy in a new PID namespace");
 }
+
+/// A JVM whose perf-data file lost its name (another JVM's start-up clean-up, a copy in a new
+/// PID namespace taking the name) still checkpoints without it: had the mapping of the deleted
+/// file gone into the image, CRIU would re-create it at every restore, and two restores at once
+/// would race for it ("Can't create ghost regfile: File exists"), as the many-copies soak found.
+#[test]
+fn a_perf_data_file_deleted_under_the_jvm_stays_out_of_the_image() {
+    require_checkpoint!();
+    let tmp = TempDir::new("perf-deleted");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let user = if is_root() {
+        "root".to_string()
+    } else {
+        std::env::var("USER").unwrap()
+    };
+    let perf = format!("/tmp/hsperfdata_{user}/{}", app.pid);
+    std::fs::remove_file(&perf).unwrap();
+    checkpoint_ok(app.pid);
+    app.wait();
+    let ghosts: Vec<String> = std::fs::read_dir(&image)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ghost-file") || n.starts_with("remap-fpath"))
+        .collect();
+    assert!(
+        ghosts.is_empty(),
+        "a deleted file went into the image: {ghosts:?}"
+    );
+    let copy = restore(&image);
+    copy.out
+        .wait_for("a tick after restore", |l| tick(l).is_some());
+}

@@ -101,7 +101,11 @@ fn remap_onto(region: Region, fd: &OwnedFd) -> std::io::Result<()> {
 pub fn to_memory() -> Option<Region> {
     let file = perf_dir()?.join(std::process::id().to_string());
     let file = file.to_str()?.to_string();
-    let region = find(|p| p == file)?;
+    // Its name may be gone already (another JVM's clean-up, a copy that took the name): the
+    // mapping moves all the same, or CRIU would put a deleted file into the image, which two
+    // restores of it at once then race to re-create.
+    let deleted = format!("{file} (deleted)");
+    let region = find(|p| p == file || p == deleted)?;
     // SAFETY: a NUL-terminated literal name; the descriptor is ours.
     let fd = unsafe { libc::memfd_create(c"crac-shim-perfdata".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {

@@ -24,11 +24,12 @@ pub fn ensure_private(dir: &Path) -> Result<()> {
 }
 
 /// A fresh private scratch directory inside the runtime directory, `<prefix>-<pid>-<nanos>`,
-/// locked (flock) for as long as this process lives. Launchers in other PID namespaces may
+/// locked (flock) for as long as the returned file is held (a restore that is retried in a new
+/// PID namespace lets go of its first directory). Launchers in other PID namespaces may
 /// share the runtime directory (a container's /tmp bind-mounted, `unshare --mount-proc`):
 /// their pids can be ours and ours can be missing from their /proc, so neither the name nor
 /// the sweeping may rest on pids alone.
-pub fn scratch_dir(prefix: &str) -> Result<PathBuf> {
+pub fn scratch_dir(prefix: &str) -> Result<(PathBuf, std::fs::File)> {
     let base = runtime_dir();
     ensure_private(&base)?;
     sweep_finished(&base);
@@ -51,9 +52,8 @@ pub fn scratch_dir(prefix: &str) -> Result<PathBuf> {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot lock {}", dir.display()));
     }
-    // Held until we exit (closed on exec: CRIU and the program never hold it).
-    std::mem::forget(lock);
-    Ok(dir)
+    // Closed on exec: CRIU and the program never hold it.
+    Ok((dir, lock))
 }
 
 /// Whether the launcher that made `dir` still runs: it holds the directory's lock.

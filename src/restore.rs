@@ -215,7 +215,7 @@ fn attempt(
     started: Instant,
     private_pids: bool,
 ) -> Result<Exit> {
-    let work = paths::scratch_dir("restore")?;
+    let (work, _work_lock) = paths::scratch_dir("restore")?;
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,

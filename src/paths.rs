@@ -30,28 +30,37 @@ pub fn ensure_private(dir: &Path) -> Result<()> {
 /// their pids can be ours and ours can be missing from their /proc, so neither the name nor
 /// the sweeping may rest on pids alone.
 pub fn scratch_dir(prefix: &str) -> Result<(PathBuf, std::fs::File)> {
-    let base = runtime_dir();
-    ensure_private(&base)?;
-    sweep_finished(&base);
+    scratch_dir_in(&runtime_dir(), prefix)
+}
+
+fn scratch_dir_in(base: &Path, prefix: &str) -> Result<(PathBuf, std::fs::File)> {
+    ensure_private(base)?;
+    sweep_finished(base);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = base.join(format!("{prefix}-{}-{nanos}", std::process::id()));
+    let name = format!("{prefix}-{}-{nanos}", std::process::id());
+    let dir = base.join(&name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
+    // Made and locked under a name no sweep looks at, then renamed: another launcher's sweep
+    // must never find it unlocked (it removed such a directory between our mkdir and flock).
+    let hidden = base.join(format!(".new-{name}"));
     std::fs::DirBuilder::new()
         .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let lock =
-        std::fs::File::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?;
+        .create(&hidden)
+        .with_context(|| format!("cannot create {}", hidden.display()))?;
+    let lock = std::fs::File::open(&hidden)
+        .with_context(|| format!("cannot open {}", hidden.display()))?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", dir.display()));
+            .with_context(|| format!("cannot lock {}", hidden.display()));
     }
+    std::fs::rename(&hidden, &dir)
+        .with_context(|| format!("cannot rename {} to {}", hidden.display(), dir.display()))?;
     // Closed on exec: CRIU and the program never hold it.
     Ok((dir, lock))
 }
@@ -75,10 +84,23 @@ fn sweep_finished(base: &Path) {
     let mut failed = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
+        let path = e.path();
+        // One a launcher died making (between its mkdir and its rename): a minute is plenty.
+        if name.to_str().is_some_and(|n| n.starts_with(".new-")) {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(60));
+            if old && !in_use(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            continue;
+        }
         if !name.to_str().is_some_and(|n| n.starts_with("restore-")) {
             continue;
         }
-        let path = e.path();
         if in_use(&path) {
             continue;
         }
@@ -107,6 +129,38 @@ const FAILED_LOG_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_directories_are_locked_before_any_sweep_can_see_them() {
+        let base = std::env::temp_dir().join(format!("crac-shim-scratch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (dir, lock) = scratch_dir_in(&base, "restore").unwrap();
+        // Another launcher's sweep spares it while we hold it, and it has its final name.
+        sweep_finished(&base);
+        assert!(dir.exists() && in_use(&dir));
+        assert!(dir
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("restore-"));
+        drop(lock);
+        sweep_finished(&base);
+        assert!(!dir.exists(), "swept once its launcher let go");
+        // What a launcher left between mkdir and rename goes after a minute.
+        let stale = base.join(".new-restore-1-2");
+        std::fs::create_dir(&stale).unwrap();
+        let fresh = base.join(".new-restore-3-4");
+        std::fs::create_dir(&fresh).unwrap();
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        std::fs::File::open(&stale)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        sweep_finished(&base);
+        assert!(!stale.exists() && fresh.exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn failed_restore_logs_are_kept_a_while_then_swept() {

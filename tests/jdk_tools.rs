@@ -143,6 +143,10 @@ fn jps_jstat_and_jcmd_see_the_jvm_and_its_copies() {
         }
     }
     let _holder = Kill(holder);
+    // A link a killed copy left, its file since cleaned up by another JVM's start: swept.
+    let dead_link = std::path::PathBuf::from("/tmp/hsperfdata_root/4194999");
+    let _ = std::fs::remove_file(&dead_link);
+    std::os::unix::fs::symlink("4194998", &dead_link).unwrap();
     let second = restore(&image);
     second
         .out
@@ -158,6 +162,10 @@ fn jps_jstat_and_jcmd_see_the_jvm_and_its_copies() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     tools_see(outer, "Ticker", "a copy in a new PID namespace");
+    assert!(
+        std::fs::symlink_metadata(&dead_link).is_err(),
+        "a dead copy's jps link stays"
+    );
 }
 
 /// A JVM whose perf-data file lost its name (another JVM's start-up clean-up, a copy in a new

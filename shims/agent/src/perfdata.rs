@@ -155,11 +155,29 @@ pub fn to_file(region: Region, shown_as: u32) {
         return;
     }
     if shown_as != own {
+        sweep_dead_links(&dir);
         let link = dir.join(shown_as.to_string());
         let _ = std::fs::remove_file(&link);
         let _ = std::os::unix::fs::symlink(own.to_string(), &link);
         if let Ok(mut l) = SHOWN_AS_LINK.lock() {
             *l = Some(link);
+        }
+    }
+}
+
+/// Links of copies that were killed (their `.fini_array` never ran) point at files that the
+/// next JVM's start-up clean-up removed: jps would list them by a pid some other process
+/// reuses, "process information unavailable". Only dangling links go; HotSpot's own files are
+/// HotSpot's to clean.
+fn sweep_dead_links(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
+        if is_link && std::fs::metadata(&path).is_err() {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

@@ -443,6 +443,18 @@ fn image_volume(dir: &Path, ro: bool) -> Vec<String> {
     ]
 }
 
+/// The demo server's arguments for `java`, checkpointing into the image volume.
+fn demo_server_args(port: u16) -> Vec<String> {
+    vec![
+        "-XX:CRaCCheckpointTo=/img/app".into(),
+        "-Xmx64m".into(),
+        "-cp".into(),
+        demo_classes().display().to_string(),
+        "HttpDemo".into(),
+        port.to_string(),
+    ]
+}
+
 /// A container-made image of the demo server, warmed up (`requests` answered) and
 /// checkpointed from inside the container by its pid 1, as an operator would.
 fn checkpoint_in_container(
@@ -455,19 +467,7 @@ fn checkpoint_in_container(
     let name = format!("crac-shim-test-{}-{tag}", std::process::id());
     let mut options = with(&minimal(), &["--network", "host"]);
     options.extend(image_volume(images, false));
-    let o = cs.run(
-        tag,
-        &options,
-        &[
-            "-XX:CRaCCheckpointTo=/img/app".into(),
-            "-Xmx64m".into(),
-            "-cp".into(),
-            demo_classes().display().to_string(),
-            "HttpDemo".into(),
-            port.to_string(),
-        ],
-        true,
-    );
+    let o = cs.run(tag, &options, &demo_server_args(port), true);
     assert_eq!(o.code, Some(0), "docker run: {}", o.stderr);
     cs.wait_for_log(&name, "listening on");
     for n in 1..=requests {
@@ -824,15 +824,7 @@ fn an_engine_that_knows_checkpoint_restore_needs_nothing_more() {
         &maker,
         &images,
         false,
-        &[
-            CRAC_JAVA.into(),
-            "-XX:CRaCCheckpointTo=/img/app".into(),
-            "-Xmx64m".into(),
-            "-cp".into(),
-            demo_classes().display().to_string(),
-            "HttpDemo".into(),
-            port.to_string(),
-        ],
+        &[vec![CRAC_JAVA.to_string()], demo_server_args(port)].concat(),
     );
     let id = format!("{tag}-maker");
     let out = tmp.join("maker.out");

@@ -15,7 +15,7 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::ffi::OsString;
 use std::io::{IoSlice, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -224,16 +224,10 @@ fn dump(request: &Message) -> Result<()> {
         .map(|a| a.split(LIST_SEPARATOR).map(str::to_string).collect())
         .unwrap_or_default();
 
-    image::prepare_target(&dir)?;
-    let staging = image::staging_dir(&dir);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("cannot clear {}", staging.display()))?;
-    }
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&staging)
-        .with_context(|| format!("cannot create {}", staging.display()))?;
+    // Walked once and held: the dump goes into a directory nobody else can swap or redirect.
+    let target = image::prepare_target(&dir)?;
+    let staged = target.stage()?;
+    let staging = staged.fs();
 
     let (java_home, libjvm) = jdk_of(pid);
     // Before the dump: CRIU ends the JVM, and its maps and environment with it.
@@ -277,6 +271,7 @@ fn dump(request: &Message) -> Result<()> {
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
     let mut criu_command = Command::new(&criu_path);
+    staged.pass_to(&mut criu_command);
     crate::timing::mark("checkpoint-criu");
     let kdat = crate::kdat::apply(&mut criu_command, &criu_path, &args);
     let mut criu_child = criu_command
@@ -310,11 +305,9 @@ fn dump(request: &Message) -> Result<()> {
         let log = std::fs::read_to_string(staging.join("dump.log")).unwrap_or_default();
         let output = std::fs::read_to_string(staging.join("criu.out")).unwrap_or_default();
         // Nothing of a failed dump stays but its log, next to the image.
-        let log_path = image::failed_dump_log(&dir);
-        if std::fs::rename(staging.join("dump.log"), &log_path).is_err() {
-            let _ = std::fs::write(&log_path, &log);
-        }
-        let _ = std::fs::remove_dir_all(&staging);
+        let log_path = target.failed_log();
+        target.keep_failed_log(&staged, "dump.log");
+        target.discard(staged);
         let why = criu::first_error(&log)
             .or_else(|| {
                 output
@@ -383,7 +376,7 @@ fn dump(request: &Message) -> Result<()> {
         .ok()
         .and_then(|b| image::pstree_ids(&b).ok())
         .unwrap_or_else(|| vec![pid]);
-    let finished = finish_image(&meta, &staging, &dir);
+    let finished = finish_image(&meta, &target, staged);
     crate::timing::mark("checkpoint-image-done");
     if !keep_running {
         let signal = if finished.is_ok() {
@@ -432,12 +425,25 @@ fn forget_attach_socket(pid: u32) {
 
 /// Metadata, then the manifest of everything (metadata included), then the swap: only a
 /// complete image ever goes live.
-fn finish_image(meta: &Metadata, staging: &Path, dir: &Path) -> Result<()> {
-    std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode())
-        .context("cannot write the image metadata")?;
-    let _ = std::fs::remove_file(staging.join("criu.out"));
-    image::manifest::write(staging).context("cannot write the image manifest")?;
-    image::install(staging, dir)
+fn finish_image(
+    meta: &Metadata,
+    target: &image::target::Target,
+    staged: image::target::Staging,
+) -> Result<()> {
+    let staging = staged.fs();
+    let written = std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode())
+        .context("cannot write the image metadata")
+        .and_then(|()| {
+            let _ = std::fs::remove_file(staging.join("criu.out"));
+            image::manifest::write(&staging).context("cannot write the image manifest")
+        });
+    match written {
+        Ok(()) => target.install(staged),
+        Err(e) => {
+            target.discard(staged);
+            Err(e)
+        }
+    }
 }
 
 /// A /proc file of NUL-separated strings (a command line, an environment).

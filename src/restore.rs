@@ -245,7 +245,7 @@ fn attempt(
         extra.push("--lazy-pages".into());
     }
     extra.extend(req.criu_args.iter().cloned());
-    let args = criu::restore_args(&image.dir, &work, "restore.log", &inherit, &extra);
+    let args = criu::restore_args(&image.held.fs(), &work, "restore.log", &inherit, &extra);
     if req.print_command {
         eprintln!("crac-java: {} {}", req.criu.path.display(), args.join(" "));
     }
@@ -409,11 +409,12 @@ impl Restored<'_> {
         let status_fd = status.as_raw_fd();
         // SAFETY: clearing FD_CLOEXEC on a descriptor we own, for the daemon to inherit.
         unsafe { libc::fcntl(status_fd, libc::F_SETFD, 0) };
-        let args = criu::lazy_pages_args(&self.image.dir, self.work, status_fd);
+        let args = criu::lazy_pages_args(&self.image.held.fs(), self.work, status_fd);
         if self.print_command {
             eprintln!("crac-java: {} {}", criu.path.display(), args.join(" "));
         }
         let mut daemon = Command::new(&criu.path);
+        self.image.held.pass_to(&mut daemon);
         // Held until the daemon is up: it has read the cache by then.
         let _kdat = crate::kdat::apply(&mut daemon, &criu.path, &args);
         daemon
@@ -454,6 +455,7 @@ impl Restored<'_> {
         let mut command = Command::new(&criu.path);
         let mut kdat = Some(crate::kdat::apply(&mut command, &criu.path, args));
         command.args(args).stdout(Stdio::inherit());
+        self.image.held.pass_to(&mut command);
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us
         // (a killed launcher must not leave a restore half done), and the restored JVM joins
         // CRIU's session (--shell-job), which must be one the JVM can see to be dumped again.

@@ -116,7 +116,10 @@ fn images_of_others_or_writable_by_others_are_refused() {
     std::fs::remove_file(&pages).unwrap();
     std::fs::rename(&moved, &pages).unwrap();
     std::os::unix::fs::chown(tmp.path(), Some(65534), Some(65534)).unwrap();
-    refused("an ancestor of nobody", "which belongs to uid 65534");
+    refused(
+        "an ancestor of nobody",
+        "belongs to uid 65534: that user could swap",
+    );
     std::os::unix::fs::chown(tmp.path(), Some(0), Some(0)).unwrap();
     for f in std::fs::read_dir(&image).unwrap() {
         std::os::unix::fs::chown(f.unwrap().path(), Some(65534), Some(65534)).unwrap();

@@ -39,13 +39,20 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
         });
         ok
     };
+    // Read through the held directory when the way to it is trusted; otherwise (the report
+    // says why) only regular files are read, never through links.
+    let held = super::check_trust(dir);
+    let fs = held
+        .as_ref()
+        .map(|h| h.fs())
+        .unwrap_or_else(|_| dir.to_path_buf());
     verdict(
         "owner and permissions",
-        super::check_trust(dir)
-            .map(|()| "yours alone: nobody else can write the image or the way to it".into())
+        held.as_ref()
+            .map(|_| "yours alone: nobody else can write the image or the way to it".into())
             .map_err(|e| e.to_string()),
     );
-    let meta = super::read_metadata(dir);
+    let meta = super::read_metadata(&fs, dir);
     let meta = match meta {
         Ok(m) => {
             verdict("metadata", Ok(format!("format {}", m.format)));
@@ -56,11 +63,11 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
             None
         }
     };
-    let entries = manifest::read(dir).unwrap_or_default();
+    let entries = manifest::read(&fs).unwrap_or_default();
     let (files, bytes) = (entries.len(), entries.iter().map(|e| e.size).sum());
     verdict(
         "files",
-        super::check_files(dir, true)
+        super::check_files(&fs, dir, true)
             .map(|()| format!("{files} present, sizes and checksums as written"))
             .map_err(|e| e.to_string()),
     );
@@ -102,7 +109,11 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
                 })
                 .map_err(|e| e.to_string()),
         );
-        ids = std::fs::read(dir.join("pstree.img"))
+        ids = manifest::open_regular(&fs.join("pstree.img"))
+            .and_then(|mut f| {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut b).map(|_| b)
+            })
             .ok()
             .and_then(|b| super::pstree_ids(&b).ok())
             .unwrap_or_default();

@@ -108,8 +108,22 @@ impl Hasher {
     }
 }
 
+/// Opens a file of an image for reading: only a regular file, never through a link, and
+/// without blocking on whatever else a hostile image could hold (a FIFO would never answer).
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 fn checksum_of(path: &Path) -> std::io::Result<u64> {
-    let f = std::fs::File::open(path)?;
+    let f = open_regular(path)?;
     let len = f.metadata()?.len() as usize;
     let mut h = Hasher::default();
     if len == 0 {
@@ -210,7 +224,11 @@ pub fn write(dir: &Path) -> std::io::Result<()> {
 
 /// Reads the manifest of `dir`.
 pub fn read(dir: &Path) -> Result<Vec<Entry>, Problem> {
-    match std::fs::read_to_string(dir.join(MANIFEST_FILE)) {
+    let text = open_regular(&dir.join(MANIFEST_FILE)).and_then(|mut f| {
+        let mut text = String::new();
+        f.read_to_string(&mut text).map(|_| text)
+    });
+    match text {
         Ok(text) => decode(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Problem::NoManifest),
         Err(e) => Err(Problem::Unreadable(dir.join(MANIFEST_FILE), e.to_string())),
@@ -221,7 +239,10 @@ pub fn read(dir: &Path) -> Result<Vec<Entry>, Problem> {
 pub fn check(dir: &Path, entries: &[Entry], verify: bool) -> Result<(), Problem> {
     for e in entries {
         let file = dir.join(&e.name);
-        let size = match std::fs::metadata(&file) {
+        let size = match std::fs::symlink_metadata(&file) {
+            Ok(m) if !m.is_file() => {
+                return Err(Problem::Unreadable(file, "not a regular file".into()))
+            }
             Ok(m) => m.len(),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Problem::Missing(file))
@@ -247,6 +268,25 @@ pub fn check(dir: &Path, entries: &[Entry], verify: bool) -> Result<(), Problem>
         }
     }
     Ok(())
+}
+
+impl Problem {
+    /// The same problem with paths under `from` shown under `to` (the image as the user named
+    /// it, not the descriptor we read it through).
+    pub fn relocate(self, from: &Path, to: &Path) -> Problem {
+        let r = |p: PathBuf| super::relocate(p, from, to);
+        match self {
+            Problem::Missing(p) => Problem::Missing(r(p)),
+            Problem::Size { file, is, was } => Problem::Size {
+                file: r(file),
+                is,
+                was,
+            },
+            Problem::Checksum(p) => Problem::Checksum(r(p)),
+            Problem::Unreadable(p, e) => Problem::Unreadable(r(p), e),
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,11 +3,16 @@
 pub mod cpu;
 pub mod inspect;
 pub mod manifest;
+pub mod target;
 
-use anyhow::{bail, Context, Result};
+pub use target::prepare as prepare_target;
+
+use anyhow::Result;
+use crac_shim_proto::safepath::{self, Refusal};
 use crac_shim_proto::{FORMAT_VERSION, METADATA_FILE};
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// What a restore needs to know besides CRIU's images.
@@ -236,10 +241,50 @@ pub fn parse_check_file(v: &str) -> Option<(u64, i64, String)> {
     ))
 }
 
+/// An image directory held open: what was checked is what CRIU reads (through
+/// `/proc/self/fd/N`), whatever becomes of the path meanwhile.
+#[derive(Debug)]
+pub struct Held {
+    fd: OwnedFd,
+}
+
+impl Held {
+    /// A path to the directory we hold, for reading it and for CRIU's `-D`.
+    pub fn fs(&self) -> PathBuf {
+        safepath::fd_path(&self.fd)
+    }
+
+    /// Lets `cmd` (CRIU) inherit the descriptor behind `fs()`; nothing else we start gets it.
+    pub fn pass_to(&self, cmd: &mut std::process::Command) {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: fcntl is async-signal-safe; `fd` stays open in the parent until the child
+        // has exec'd (we hold it for the whole restore).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// `p` with the prefix `from` replaced by `to`.
+pub fn relocate(p: PathBuf, from: &Path, to: &Path) -> PathBuf {
+    match p.strip_prefix(from) {
+        Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
+        Ok(rest) => to.join(rest),
+        Err(_) => p,
+    }
+}
+
 /// An image ready to restore: metadata read, ownership checked, process tree known.
 #[derive(Debug)]
 pub struct Image {
+    /// As the user named it.
     pub dir: PathBuf,
+    pub held: Held,
     pub meta: Metadata,
     /// Every pid and thread id in the image: all must be free to restore in this PID namespace.
     pub ids: Vec<u32>,
@@ -266,11 +311,11 @@ pub enum OpenError {
         mode: u32,
         you: u32,
     },
-    /// A directory on the way to the image that another user could swap it in.
-    ForeignAncestor {
+    /// The way to the image is not the user's alone (a directory others may write, or a link
+    /// or directory of another user).
+    Unsafe {
         dir: PathBuf,
-        ancestor: PathBuf,
-        owner: u32,
+        why: Refusal,
     },
     NoMetadata(PathBuf, std::io::Error),
     BadMetadata(PathBuf, String),
@@ -326,11 +371,10 @@ impl std::fmt::Display for OpenError {
                     write!(f, "{} is writable by others (mode {:o}): refusing to run memory others could have altered; chmod go-w it after checking the image, or checkpoint again", file.display(), mode & 0o7777)
                 }
             }
-            ForeignAncestor { dir, ancestor, owner } => write!(
+            Unsafe { dir, why } => write!(
                 f,
-                "{} lies in {}, which belongs to uid {owner}: that user could swap the image; move the image into a directory of yours",
-                dir.display(),
-                ancestor.display()
+                "refusing to restore {}: {why}",
+                dir.display()
             ),
             NoMetadata(d, e) => write!(
                 f,
@@ -396,62 +440,89 @@ pub struct Checks {
 }
 
 pub fn open(dir: &Path, checks: &Checks) -> Result<Image, OpenError> {
-    check_trust(dir)?;
-    let meta = read_metadata(dir)?;
+    let held = check_trust(dir)?;
+    let fs = held.fs();
+    let meta = read_metadata(&fs, dir)?;
     check_jdk(dir, &meta)?;
     check_labels(dir, &meta, &checks.required_labels)?;
     if checks.cpu != cpu::Check::Skip {
         check_cpu(dir, &meta, checks.cpu, &cpu::Machine::here())?;
     }
-    check_files(dir, checks.verify)?;
-    let pstree = std::fs::read(dir.join("pstree.img"))
+    check_files(&fs, dir, checks.verify)?;
+    let pstree = std::fs::read(fs.join("pstree.img"))
         .map_err(|e| OpenError::Incomplete(dir.to_path_buf(), e))?;
     let ids = pstree_ids(&pstree).map_err(|e| OpenError::Damaged(dir.to_path_buf(), e))?;
     Ok(Image {
         dir: dir.to_path_buf(),
+        held,
         meta,
         ids,
     })
 }
 
-/// The image is the restoring user's alone: directory, every file, and the way to it.
-pub fn check_trust(dir: &Path) -> Result<(), OpenError> {
+/// The image is the restoring user's alone: directory, every file, and the way to it, walked
+/// once (no link or directory another user could change) and then held open.
+pub fn check_trust(dir: &Path) -> Result<Held, OpenError> {
     let path = || dir.to_path_buf();
-    let meta = std::fs::metadata(dir).map_err(|e| OpenError::Unreadable(path(), e))?;
-    if !meta.is_dir() {
-        return Err(OpenError::NotADirectory(path()));
-    }
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
+    let how = safepath::Walk {
+        judge_last: false,
+        ..Default::default()
+    };
+    let (fd, _) = safepath::open_dir_with(dir, euid, how).map_err(|why| match why {
+        Refusal::Io(_, e) => OpenError::Unreadable(path(), e),
+        Refusal::NotADirectory(_) => OpenError::NotADirectory(path()),
+        why => OpenError::Unsafe { dir: path(), why },
+    })?;
+    let st = safepath::fstat(fd.as_raw_fd()).map_err(|e| OpenError::Unreadable(path(), e))?;
     // Root is no exception: root restoring an image another user could write would run that
     // user's memory as root.
-    if meta.uid() != euid {
+    if st.st_uid != euid {
         return Err(OpenError::ForeignOwner {
             dir: path(),
-            owner: meta.uid(),
+            owner: st.st_uid,
             you: euid,
         });
     }
-    if meta.mode() & 0o022 != 0 {
+    if st.st_mode & 0o022 != 0 {
         return Err(OpenError::WritableByOthers {
             dir: path(),
-            mode: meta.mode() & 0o777,
+            mode: st.st_mode & 0o777,
         });
     }
-    check_ancestors(dir, euid)?;
-    check_files_trusted(dir, euid)
+    let held = Held { fd };
+    let fs = held.fs();
+    check_files_trusted(&fs, euid).map_err(|e| match e {
+        OpenError::UntrustedFile {
+            file,
+            owner,
+            mode,
+            you,
+        } => OpenError::UntrustedFile {
+            file: relocate(file, &fs, dir),
+            owner,
+            mode,
+            you,
+        },
+        OpenError::Unreadable(p, e) => OpenError::Unreadable(relocate(p, &fs, dir), e),
+        other => other,
+    })?;
+    Ok(held)
 }
 
-pub fn read_metadata(dir: &Path) -> Result<Metadata, OpenError> {
-    let text = std::fs::read_to_string(dir.join(METADATA_FILE))
-        .map_err(|e| OpenError::NoMetadata(dir.to_path_buf(), e))?;
-    Metadata::decode(&text).map_err(|e| OpenError::BadMetadata(dir.to_path_buf(), e))
+/// Reads the metadata through `fs`, naming the image `shown`.
+pub fn read_metadata(fs: &Path, shown: &Path) -> Result<Metadata, OpenError> {
+    let text = std::fs::read_to_string(fs.join(METADATA_FILE))
+        .map_err(|e| OpenError::NoMetadata(shown.to_path_buf(), e))?;
+    Metadata::decode(&text).map_err(|e| OpenError::BadMetadata(shown.to_path_buf(), e))
 }
 
 /// Every file named in the manifest is there with its size (and, with `verify`, its checksum).
-pub fn check_files(dir: &Path, verify: bool) -> Result<(), OpenError> {
-    let entries = manifest::read(dir).map_err(|p| OpenError::Files(dir.to_path_buf(), p))?;
-    manifest::check(dir, &entries, verify).map_err(|p| OpenError::Files(dir.to_path_buf(), p))
+pub fn check_files(fs: &Path, shown: &Path, verify: bool) -> Result<(), OpenError> {
+    let problem = |p: manifest::Problem| OpenError::Files(shown.into(), p.relocate(fs, shown));
+    let entries = manifest::read(fs).map_err(problem)?;
+    manifest::check(fs, &entries, verify).map_err(problem)
 }
 
 pub fn check_labels(
@@ -519,41 +590,6 @@ fn check_files_trusted(dir: &Path, euid: u32) -> Result<(), OpenError> {
         }
     }
     Ok(())
-}
-
-/// A directory on the way to the image that belongs to another user (not root) lets that user
-/// rename the image away and put their own in its place between our checks and CRIU's reads.
-fn check_ancestors(dir: &Path, euid: u32) -> Result<(), OpenError> {
-    match foreign_ancestor(dir, euid) {
-        Ok(None) => Ok(()),
-        Ok(Some((ancestor, owner))) => Err(OpenError::ForeignAncestor {
-            dir: dir.into(),
-            ancestor,
-            owner,
-        }),
-        Err(e) => Err(OpenError::Unreadable(dir.into(), e)),
-    }
-}
-
-/// The first existing directory on the resolved way to `path` owned by neither `euid` nor root.
-fn foreign_ancestor(path: &Path, euid: u32) -> std::io::Result<Option<(PathBuf, u32)>> {
-    let mut existing = path;
-    while !existing.exists() {
-        match existing.parent() {
-            Some(p) => existing = p,
-            None => return Ok(None),
-        }
-    }
-    let real = std::fs::canonicalize(existing)?;
-    let mut walked = PathBuf::from("/");
-    for part in real.components().skip(1) {
-        walked.push(part);
-        let owner = std::fs::metadata(&walked).map(|m| m.uid()).unwrap_or(0);
-        if owner != euid && owner != 0 {
-            return Ok(Some((walked, owner)));
-        }
-    }
-    Ok(None)
 }
 
 /// The image's JVM code must be the same as when it was dumped: CRIU maps libjvm.so back.
@@ -653,114 +689,6 @@ fn parse_entry(buf: &[u8], ids: &mut Vec<u32>) -> Result<(), String> {
             1 => pos += 8,
             _ => return Err(format!("unknown wire type {wire}")),
         }
-    }
-    Ok(())
-}
-
-/// Creates `dir` (mode 0700, parents as needed) or checks that an existing one may receive
-/// an image: ours, and empty or an earlier image.
-pub fn prepare_target(dir: &Path) -> Result<()> {
-    let shown = dir.display();
-    refuse_foreign_ancestors(dir)?;
-    match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("cannot create {shown}"))?;
-            Ok(())
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot use {shown}")),
-        Ok(m) if m.file_type().is_symlink() => {
-            bail!("{shown} is a symbolic link; give the real directory")
-        }
-        Ok(m) if !m.is_dir() => bail!("{shown} exists and is not a directory"),
-        Ok(m) => {
-            // SAFETY: geteuid cannot fail.
-            let euid = unsafe { libc::geteuid() };
-            if m.uid() != euid {
-                bail!("{shown} belongs to uid {}, not to you", m.uid());
-            }
-            let empty = std::fs::read_dir(dir)
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(false);
-            if !empty && !dir.join(METADATA_FILE).exists() {
-                bail!("{shown} is neither empty nor a crac-shim image: refusing to replace what is in it; give a new or empty directory");
-            }
-            // A checkpoint writes beside the directory and swaps it in: the parent must take
-            // writes (a volume mounted read-only would fail only at the checkpoint).
-            if let Some(parent) = dir.parent() {
-                nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot write an image next to {shown}: {} ({e}); give a writable directory",
-                        parent.display()
-                    )
-                })?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// An image holds the whole heap: it must not land, through a symlink or otherwise, in a
-/// directory that belongs to somebody else. Every existing directory on the (resolved) way to
-/// `dir` must be ours or root's.
-fn refuse_foreign_ancestors(dir: &Path) -> Result<()> {
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    let found =
-        foreign_ancestor(dir, euid).with_context(|| format!("cannot resolve {}", dir.display()))?;
-    if let Some((walked, owner)) = found {
-        bail!(
-            "{} leads into {}, which belongs to uid {owner}: refusing to write an image (the whole heap) there",
-            dir.display(),
-            walked.display()
-        );
-    }
-    Ok(())
-}
-
-/// The scratch directory a dump goes to before it replaces `dir`.
-pub fn staging_dir(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    dir.with_file_name(format!(".{name}.crac-new"))
-}
-
-/// Where the log of a failed dump of `dir` is kept: a hidden sibling, replaced by the next.
-pub fn failed_dump_log(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    dir.with_file_name(format!(".{name}.crac-dump-failed.log"))
-}
-
-/// Makes the finished dump in `staging` the image in `dir`, atomically when `dir` exists.
-pub fn install(staging: &Path, dir: &Path) -> Result<()> {
-    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))?;
-    if dir.exists() {
-        nix::fcntl::renameat2(
-            None,
-            staging,
-            None,
-            dir,
-            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-        )
-        .with_context(|| format!("cannot swap the new image into {}", dir.display()))?;
-        // `staging` now holds the previous image.
-        std::fs::remove_dir_all(staging).with_context(|| {
-            format!("cannot remove the previous image in {}", staging.display())
-        })?;
-    } else {
-        std::fs::rename(staging, dir)
-            .with_context(|| format!("cannot move the new image to {}", dir.display()))?;
     }
     Ok(())
 }
@@ -867,13 +795,5 @@ mod tests {
         assert!(Metadata::decode("format=2\n")
             .unwrap_err()
             .contains("lacks"));
-    }
-
-    #[test]
-    fn staging_is_a_hidden_sibling() {
-        assert_eq!(
-            staging_dir(Path::new("/tmp/cp")),
-            Path::new("/tmp/.cp.crac-new")
-        );
     }
 }

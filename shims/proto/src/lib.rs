@@ -1,11 +1,13 @@
 //! What the launcher, `crac-jcmd`, the dump helper and the preloaded agent say to each other.
 //!
-//! This crate is deliberately free of hooks and of any dependency, so that both the launcher
-//! and the agent can link it without the launcher interposing on its own `open`.
+//! This crate is deliberately free of hooks (its only system dependency is libc's
+//! declarations), so that both the launcher and the agent can link it without the launcher
+//! interposing on its own `open`.
 
 use std::fmt;
 
 pub mod policy;
+pub mod safepath;
 
 /// Environment variables the launcher sets for the agent. The agent removes them (and its own
 /// `LD_PRELOAD` entry) from the environment at start-up, so that programs the JVM starts do not

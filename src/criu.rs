@@ -15,6 +15,25 @@ const HOW_TO_GET: &str = "run scripts/setup (it builds CRIU 4.2 from Debian's so
 pub struct Criu {
     pub path: PathBuf,
     pub version: String,
+    /// What crac-shim's own CRIU patches (shims/criu) add, as its `--version` lists them
+    /// (`crac-shim-feature: NAME`); empty for any other CRIU, which then runs without them.
+    pub features: Vec<String>,
+}
+
+impl Criu {
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f == name)
+    }
+}
+
+/// The `crac-shim-feature:` lines of `criu --version`.
+pub fn parse_features(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("crac-shim-feature:"))
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty() && !f.contains(char::is_whitespace))
+        .collect()
 }
 
 /// Parses `criu --version` output ("Version: 4.2.1").
@@ -30,7 +49,9 @@ pub fn parse_version(output: &str) -> Option<(u32, u32, u32)> {
     Some((major, minor, patch))
 }
 
-fn version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
+type Version = (String, (u32, u32, u32), Vec<String>);
+
+fn version_of(path: &Path) -> Result<Version, String> {
     let out = Command::new(path)
         .arg("--version")
         .output()
@@ -38,7 +59,7 @@ fn version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let v = parse_version(&text)
         .ok_or_else(|| format!("{} does not look like CRIU (no version)", path.display()))?;
-    Ok((format!("{}.{}.{}", v.0, v.1, v.2), v))
+    Ok((format!("{}.{}.{}", v.0, v.1, v.2), v, parse_features(&text)))
 }
 
 /// Where to look, in CRaC's order: explicit, `CRAC_CRIU_PATH`, bundled next to us, PATH.
@@ -78,7 +99,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<Criu> {
 
 /// `criu --version` costs a few milliseconds of every JVM start: remember the answer per
 /// binary (path, size, mtime) in our private runtime directory.
-fn cached_version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
+fn cached_version_of(path: &Path) -> Result<Version, String> {
     let key = std::fs::metadata(path)
         .map(|m| format!("{} {} {}", path.display(), m.len(), m.mtime()))
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -89,15 +110,23 @@ fn cached_version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
             .lines()
             .find_map(|l| l.strip_prefix(&key)?.strip_prefix(" = "))
         {
-            if let Some(parsed) = parse_version(&format!("Version: {v}")) {
-                return Ok((v.to_string(), parsed));
+            // `4.2.1 +feature +feature`
+            let mut words = v.split_whitespace();
+            let version = words.next().unwrap_or_default();
+            if let Some(parsed) = parse_version(&format!("Version: {version}")) {
+                let features = words
+                    .filter_map(|w| w.strip_prefix('+'))
+                    .map(str::to_string)
+                    .collect();
+                return Ok((version.to_string(), parsed, features));
             }
         }
     }
     let found = version_of(path)?;
     if crate::paths::ensure_private(&dir).is_ok() {
         let tmp = dir.join(format!("criu-versions.{}", std::process::id()));
-        if std::fs::write(&tmp, format!("{key} = {}\n", found.0)).is_ok() {
+        let features: String = found.2.iter().map(|f| format!(" +{f}")).collect();
+        if std::fs::write(&tmp, format!("{key} = {}{features}\n", found.0)).is_ok() {
             let _ = std::fs::rename(&tmp, &cache);
         }
     }
@@ -106,7 +135,7 @@ fn cached_version_of(path: &Path) -> Result<(String, (u32, u32, u32)), String> {
 
 fn check(path: &Path) -> Result<Criu, String> {
     let path = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (version, v) = cached_version_of(&path)?;
+    let (version, v, features) = cached_version_of(&path)?;
     if (v.0, v.1) < MIN_VERSION {
         return Err(format!(
             "CRIU {version} at {} is too old (crac-shim needs {}.{} or later)",
@@ -115,7 +144,11 @@ fn check(path: &Path) -> Result<Criu, String> {
             MIN_VERSION.1
         ));
     }
-    Ok(Criu { path, version })
+    Ok(Criu {
+        path,
+        version,
+        features,
+    })
 }
 
 /// True when we run CRIU without root: then with --unprivileged.
@@ -228,6 +261,16 @@ pub const GHOST_LIMIT: &str = "512M";
 
 /// Errors CRIU logs while it probes the kernel (a container without /dev/net/tun, without
 /// CAP_NET_ADMIN for veth or nftables) and then goes on: never the reason for a failure.
+const ALWAYS_THERE: &str = "Can't setup RLIMIT_NOFILE";
+
+/// How a CRIU that a signal ended is reported: the signal, not its log's last words.
+pub fn killed_by(signal: i32) -> String {
+    let name = nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"));
+    format!("CRIU was killed by {name} (signal {signal}), by someone or something else (the OOM killer, a timeout, an operator)")
+}
+
 const PROBE_NOISE: &[&str] = &[
     "Can't setup RLIMIT_NOFILE",
     "Unable to create tun",
@@ -245,7 +288,8 @@ pub fn first_error(log: &str) -> Option<String> {
     let first = errors
         .iter()
         .find(|e| !PROBE_NOISE.iter().any(|n| e.contains(n)))
-        .or_else(|| errors.first())?;
+        // The sandbox's rlimit line is in every log, failed or not: it never explains one.
+        .or_else(|| errors.iter().find(|e| !e.contains(ALWAYS_THERE)))?;
     Some(match advice(first) {
         Some(a) => format!("{first} ({a})"),
         None => first.clone(),
@@ -344,6 +388,13 @@ mod tests {
                 && s.contains("--inherit-fd fd[0]:pipe:[5]")
                 && s.contains("--inherit-fd fd[9]:socket:[6]")
         );
+    }
+
+    #[test]
+    fn a_log_of_noise_only_explains_nothing() {
+        let log = "(00.001) Error (criu/util.c:1): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted\n";
+        assert_eq!(first_error(log), None);
+        assert!(killed_by(9).contains("SIGKILL"));
     }
 
     #[test]

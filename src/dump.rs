@@ -243,9 +243,12 @@ fn dump(request: &Message) -> Result<()> {
     // Our stdin is the JVM's own (held for it during the dump). Read before CRIU: once the
     // JVM is frozen its shell takes the terminal back and resets the modes to its own.
     let termios = crate::terminal::record(0);
-    let criu_version = criu::locate(Some(&criu_path))
-        .map(|c| c.version)
-        .unwrap_or_default();
+    let criu = criu::locate(Some(&criu_path)).unwrap_or(criu::Criu {
+        path: criu_path.clone(),
+        version: String::new(),
+        features: Vec::new(),
+    });
+    let criu_version = criu.version.clone();
     // The channel and the stdio placeholders: their other ends are ours, outside the tree.
     let external: Vec<u64> = std::iter::once(&channel)
         .chain(&stdio)
@@ -273,7 +276,7 @@ fn dump(request: &Message) -> Result<()> {
     let mut criu_command = Command::new(&criu_path);
     staged.pass_to(&mut criu_command);
     crate::timing::mark("checkpoint-criu");
-    let kdat = crate::kdat::apply(&mut criu_command, &criu_path, &args);
+    let kdat = crate::kdat::apply(&mut criu_command, &criu, &args);
     let mut criu_child = criu_command
         .args(&args)
         .env_remove("LD_PRELOAD")
@@ -308,7 +311,10 @@ fn dump(request: &Message) -> Result<()> {
         let log_path = target.failed_log();
         target.keep_failed_log(&staged, "dump.log");
         target.discard(staged);
-        let why = criu::first_error(&log)
+        let killed = std::os::unix::process::ExitStatusExt::signal(&status);
+        let why = killed
+            .map(criu::killed_by)
+            .or_else(|| criu::first_error(&log))
             .or_else(|| {
                 output
                     .lines()
@@ -396,11 +402,23 @@ fn dump(request: &Message) -> Result<()> {
 /// a JVM that is gone. (A restored copy makes its own.) The perf-data file first: the JVM,
 /// killed, maps it no more.
 fn forget_perf_data(pid: u32) {
-    if let Some(user) = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-    {
-        let _ = std::fs::remove_file(format!("/tmp/hsperfdata_{}/{pid}", user.name));
+    let euid = nix::unistd::geteuid();
+    if let Some(user) = nix::unistd::User::from_uid(euid).ok().flatten() {
+        // Only in the user's own real directory, reached without anyone else's links.
+        let path = PathBuf::from(format!("/tmp/hsperfdata_{}/{pid}", user.name));
+        if let Ok((dir, _, name)) =
+            crac_shim_proto::safepath::open_parent(&path, euid.as_raw(), None)
+        {
+            let own = crac_shim_proto::safepath::fstat(dir.as_raw_fd())
+                .is_ok_and(|st| st.st_uid == euid.as_raw());
+            if own {
+                let _ = nix::unistd::unlinkat(
+                    Some(dir.as_raw_fd()),
+                    name.as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+            }
+        }
     }
 }
 
@@ -408,6 +426,14 @@ fn forget_perf_data(pid: u32) {
 /// closing its files after the leader became a zombie.
 fn forget_attach_socket(pid: u32) {
     let attach = format!("/tmp/.java_pid{pid}");
+    // Another user's file under that name is never the JVM's (the JDK's tools refuse it): it
+    // would only keep jcmd from reaching a copy restored with this pid.
+    let foreign = std::fs::symlink_metadata(&attach)
+        .is_ok_and(|m| m.uid() != nix::unistd::geteuid().as_raw());
+    if foreign {
+        let _ = std::fs::remove_file(&attach);
+        return;
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match std::os::unix::net::UnixStream::connect(&attach) {

@@ -2,7 +2,7 @@
 
 use crate::doc;
 use anyhow::{bail, Context, Result};
-use crac_shim_proto::{default_runtime_dir, parse_exit_line, socket_path, Request, BUSY};
+use crac_shim_proto::{parse_exit_line, runtime_dir_candidates, socket_path, Request, BUSY};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -184,12 +184,28 @@ fn real_jcmd(pid: u32, command: &[String]) -> Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
+/// Where the control socket of `pid` is: in the first of its owner's places
+/// (`runtime_dir_candidates`) that holds it, as seen from here or from inside the JVM's own
+/// root (a container); else the first place, for the message.
 fn runtime_dir_for(pid: u32) -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(d));
     }
     let owner = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
-    Some(PathBuf::from(default_runtime_dir(owner)))
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let xdg = (me == owner)
+        .then(|| std::env::var("XDG_RUNTIME_DIR").ok())
+        .flatten();
+    let candidates = runtime_dir_candidates(owner, xdg.as_deref());
+    let inner = innermost_pid(pid).unwrap_or(pid);
+    let holds = |dir: &str| {
+        std::fs::symlink_metadata(socket_path(dir, pid)).is_ok()
+            || std::fs::symlink_metadata(format!("/proc/{pid}/root{}", socket_path(dir, inner)))
+                .is_ok()
+    };
+    let found = candidates.iter().find(|d| holds(d));
+    Some(PathBuf::from(found.unwrap_or(&candidates[0])))
 }
 
 /// A JVM started in a deeper PID namespace (a container) and named by the pid we see knows
@@ -224,7 +240,8 @@ fn send(pid: u32, request: Request, timeout: std::time::Duration) -> Result<i32>
     };
     let path = socket_path(&dir.to_string_lossy(), pid);
     let deadline = std::time::Instant::now() + timeout;
-    let was_ours = has_agent(pid);
+    // A copy CRIU is still restoring has no agent mapped yet: it will have one in a moment.
+    let was_ours = has_agent(pid) || being_restored(pid);
     let mut busy = false;
     loop {
         match exchange(pid, &path, &request, deadline, was_ours, busy)? {
@@ -297,6 +314,9 @@ fn exchange(
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             bail!("permission denied on {path}: only the JVM's owner (or root) may control it")
         }
+        Err(_) if was_ours && being_restored(pid) => bail!(
+            "{pid} is a copy still being restored (its control socket is not back yet); ask again in a moment"
+        ),
         Err(_) if was_ours => {
             settle(pid, deadline);
             return Err(gone_or_silent(pid, was_ours, busy, "in time"));
@@ -366,7 +386,8 @@ fn connect(pid: u32, path: &str, deadline: std::time::Instant) -> std::io::Resul
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(e),
             Err(e) => {
-                if !has_agent(pid) || std::time::Instant::now() >= deadline {
+                if !(has_agent(pid) || being_restored(pid)) || std::time::Instant::now() >= deadline
+                {
                     return Err(e);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -394,6 +415,33 @@ fn jvm_of_launcher(pid: u32) -> Option<u32> {
         [one] => Some(*one),
         _ => None,
     }
+}
+
+/// Whether `pid` is a copy CRIU is restoring right now: still CRIU's code (its executable is
+/// CRIU's) under CRIU's ptrace, or under a restoring crac-java, before its memory (and our
+/// agent in it) is back.
+fn being_restored(pid: u32) -> bool {
+    let exe_name = |p: &str| {
+        std::fs::read_link(format!("/proc/{p}/exe"))
+            .ok()
+            .and_then(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let tracer = field("TracerPid:").filter(|t| t != "0");
+    let parent = field("PPid:");
+    let is_criu = |n: Option<String>| n.is_some_and(|n| n.starts_with("criu"));
+    is_criu(tracer.as_deref().and_then(exe_name))
+        || (is_criu(exe_name(&pid.to_string()))
+            && parent
+                .as_deref()
+                .and_then(exe_name)
+                .is_some_and(|n| n == "crac-java" || n.starts_with("criu")))
 }
 
 /// Whether the agent is mapped in `pid` (so it is a crac-shim JVM, maybe busy).

@@ -12,30 +12,28 @@
 //! is removed. The directory is 0700 and must belong to us, or it is not used (no other user
 //! can plant or read a cache).
 //!
-//! - `--unprivileged`: CRIU is pointed at that directory through `XDG_RUNTIME_DIR`, and fills
-//!   it itself.
-//! - Full root where /run is a tmpfs: CRIU's own cache, untouched.
-//! - Full root where /run is not a tmpfs (this project's VMs, many hosts): CRIU would neither
-//!   keep nor trust a cache there. The cache is made once per boot by a `criu check` that sees
-//!   our directory as its /run (a private mount namespace of its own), and put in place as
-//!   /run/criu.kdat only while a CRIU of ours runs: every user holds a shared lock on it, and
-//!   the last one removes it. A copy left by a crash carries a trailer (after the bytes CRIU
-//!   reads) naming its boot and CRIU binary, and is removed by the next crac-shim run once its
-//!   boot is over. A cache CRIU finds damaged or stale is unlinked by CRIU; ours is then
-//!   dropped and made again.
+//! - crac-shim's CRIU (patched by `shims/criu/0001-kdat-cache-file-named-by-the-caller.patch`,
+//!   `crac-shim-feature: kdat-file` in its `--version`) is told the file itself
+//!   (`CRAC_SHIM_KDAT_FILE`), as root and unprivileged alike, and fills it itself.
+//! - Another CRIU in `--unprivileged` mode: pointed at that directory through
+//!   `XDG_RUNTIME_DIR`.
+//! - Another CRIU as full root: its own cache in /run when /run is a tmpfs, else none (it
+//!   probes at every run). Nothing is ever lent at /run/criu.kdat: a copy there outlives a
+//!   killed crac-java, and after a reboot into another kernel a plain `criu` would load it.
+//!   What earlier crac-shim builds left there (a copy with our trailer), and the empty
+//!   `/run/criu.kdat.tmp` an unpatched CRIU leaves when /run is not a tmpfs, are removed.
 
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-const TMPFS_MAGIC: i64 = 0x0102_1994;
 const CACHE_NAME: &str = "criu.kdat";
 /// Where a full-root CRIU looks (KDAT_RUNDIR in its build).
 const ROOT_CACHE: &str = "/run/criu.kdat";
-/// Starts the trailer appended to a copy we put in /run (CRIU reads only its own struct).
-const TRAILER: &[u8] = b"\ncrac-shim-kdat ";
+/// The environment variable crac-shim's CRIU takes the cache file from.
+const KDAT_FILE_ENV: &str = "CRAC_SHIM_KDAT_FILE";
+/// Ended the copies earlier crac-shim builds lent at /run (CRIU reads only its own struct).
+const OLD_TRAILER: &[u8] = b"\ncrac-shim-kdat ";
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// What the cache depends on, as one line (then hashed into the directory's name).
 fn identity(criu: &Path) -> Option<String> {
@@ -100,252 +98,67 @@ fn cache_dir(criu: &Path, unprivileged: bool) -> Option<PathBuf> {
     cache_dir_in(Path::new(&base), criu)
 }
 
-/// What was done for one CRIU run's cache; [`Lease::release`] (or drop) once CRIU has ended.
-#[derive(Default)]
-#[must_use = "the cache put in /run stays there until the lease is released"]
-pub struct Lease {
-    placed: Option<Placed>,
-    /// The directory to fill once CRIU has ended (no cache yet), and the CRIU to fill it with.
-    fill: Option<(PathBuf, PathBuf)>,
-}
-
-/// Our copy at /run/criu.kdat, held with a shared lock while our CRIU may read it.
-struct Placed {
-    file: File,
-    at: PathBuf,
-    source: PathBuf,
-}
-
-/// Gives CRIU (about to run with `args`) the cache.
-pub fn apply(cmd: &mut std::process::Command, criu: &Path, args: &[String]) -> Lease {
-    if args.iter().any(|a| a == "--unprivileged") {
-        if let Some(dir) = cache_dir(criu, true) {
+/// Gives CRIU (about to run with `args`) the cache; what was lent is nothing that outlives us.
+pub fn apply(cmd: &mut std::process::Command, criu: &crate::criu::Criu, args: &[String]) -> Lease {
+    let unprivileged = args.iter().any(|a| a == "--unprivileged");
+    // What any CRIU run as root (ours before, a plain one, `criu check`) left in a /run that
+    // is not a tmpfs goes, whichever CRIU runs now.
+    let tidy_run = !unprivileged && euid() == 0 && !is_tmpfs(Path::new("/run"));
+    if tidy_run {
+        remove_old_lent_copy(Path::new(ROOT_CACHE));
+        remove_empty_tmp(&Path::new(ROOT_CACHE).with_extension("kdat.tmp"));
+    }
+    if criu.has_feature("kdat-file") {
+        if let Some(dir) = cache_dir(&criu.path, unprivileged) {
+            cmd.env(KDAT_FILE_ENV, dir.join(CACHE_NAME));
+        }
+    } else if unprivileged {
+        if let Some(dir) = cache_dir(&criu.path, true) {
             cmd.env("XDG_RUNTIME_DIR", dir);
         }
-        return Lease::default();
     }
-    if euid() != 0 || is_tmpfs(Path::new("/run")) {
-        return Lease::default();
-    }
-    let Some(dir) = cache_dir(criu, false) else {
-        return Lease::default();
-    };
-    let source = dir.join(CACHE_NAME);
-    let Some(trailer) = trailer_for(&dir) else {
-        return Lease::default();
-    };
-    match std::fs::read(&source) {
-        Ok(bytes) if !bytes.is_empty() => Lease {
-            placed: place(Path::new(ROOT_CACHE), &bytes, &trailer, source),
-            fill: None,
-        },
-        // A PID namespace's init (a restored copy's, a container's) does not fill: the filler
-        // would run as a child of the copy and end with its namespace.
-        _ if std::process::id() == 1 => Lease::default(),
-        _ => Lease {
-            placed: None,
-            fill: Some((dir, criu.to_path_buf())),
-        },
-    }
+    Lease { tidy_run }
 }
 
-/// `boot=<boot id> cache=<our directory's name>`: whose copy a file in /run is.
-fn trailer_for(dir: &Path) -> Option<String> {
-    Some(format!(
-        "boot={} cache={}\n",
-        boot_id()?,
-        dir.file_name()?.to_string_lossy()
-    ))
-}
-
-fn trailer_of(bytes: &[u8]) -> Option<&[u8]> {
-    let at = bytes.windows(TRAILER.len()).rposition(|w| w == TRAILER)?;
-    Some(&bytes[at + TRAILER.len()..])
-}
-
-fn flock(file: &File, how: libc::c_int) -> bool {
-    // SAFETY: flock on a descriptor we own.
-    unsafe { libc::flock(file.as_raw_fd(), how) == 0 }
-}
-
-/// Whether `file` is still what `path` names (not unlinked or replaced meanwhile).
-fn still_at(file: &File, path: &Path) -> bool {
-    match (file.metadata(), std::fs::symlink_metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-/// Puts `bytes` at `at` for CRIU (with our trailer), or joins the copy another crac-shim
-/// run put there; never touches a file that is not ours.
-fn place(at: &Path, bytes: &[u8], trailer: &str, source: PathBuf) -> Option<Placed> {
-    for _ in 0..3 {
-        if let Ok(file) = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(at)
-        {
-            let mut existing = Vec::new();
-            std::io::Read::read_to_end(&mut &file, &mut existing).ok()?;
-            let theirs = trailer_of(&existing)?;
-            if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-                // Nobody uses it: left by a run that died. Ours again if it is this boot's
-                // copy of this cache, else gone.
-                let same = existing
-                    .strip_suffix(trailer.as_bytes())
-                    .and_then(|e| e.strip_suffix(TRAILER))
-                    == Some(bytes);
-                if same && still_at(&file, at) {
-                    flock(&file, libc::LOCK_SH);
-                    return Some(Placed {
-                        file,
-                        at: at.to_path_buf(),
-                        source,
-                    });
-                }
-                if still_at(&file, at) {
-                    let _ = std::fs::remove_file(at);
-                }
-                continue;
-            }
-            if theirs != trailer.as_bytes() {
-                // In use by a run of another CRIU: it keeps it, ours probes.
-                return None;
-            }
-            flock(&file, libc::LOCK_SH);
-            if still_at(&file, at) {
-                return Some(Placed {
-                    file,
-                    at: at.to_path_buf(),
-                    source,
-                });
-            }
-            continue;
-        }
-        let tmp = at.with_file_name(format!(
-            ".criu.kdat.crac-shim-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-        ));
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .ok()?;
-        let written = file
-            .write_all(bytes)
-            .and_then(|()| file.write_all(TRAILER))
-            .and_then(|()| file.write_all(trailer.as_bytes()))
-            .is_ok();
-        flock(&file, libc::LOCK_SH);
-        // link(), unlike rename(), never replaces a copy another run has just put there.
-        let linked = written && std::fs::hard_link(&tmp, at).is_ok();
-        let _ = std::fs::remove_file(&tmp);
-        if linked {
-            return Some(Placed {
-                file,
-                at: at.to_path_buf(),
-                source,
-            });
-        }
-        if !written {
-            return None;
-        }
-    }
-    None
+/// What to clean once CRIU has ended.
+#[must_use = "an unpatched CRIU leaves /run/criu.kdat.tmp behind until the lease is released"]
+pub struct Lease {
+    tidy_run: bool,
 }
 
 impl Lease {
-    /// CRIU has ended: our copy leaves /run once nobody else uses it; a cache CRIU found
-    /// stale is dropped; a missing one is made (in the background, once per boot).
-    pub fn release(mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        if let Some(p) = self.placed.take() {
-            let at = p.at.as_path();
-            if !still_at(&p.file, at) {
-                // CRIU unlinks a cache it cannot use: ours is not to be trusted again.
-                let _ = std::fs::remove_file(&p.source);
-            } else if flock(&p.file, libc::LOCK_EX | libc::LOCK_NB) && still_at(&p.file, at) {
-                let _ = std::fs::remove_file(at);
-            }
-        }
-        if let Some((dir, criu)) = self.fill.take() {
-            fill(&dir, &criu);
-        }
-    }
+    /// CRIU has ended.
+    pub fn release(self) {}
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.finish();
+        if self.tidy_run {
+            remove_empty_tmp(&Path::new(ROOT_CACHE).with_extension("kdat.tmp"));
+        }
     }
 }
 
-/// Starts `criu check` in a mount namespace of its own where our cache directory is /run (a
-/// tmpfs, so CRIU saves its probes there). Not waited for, and detached (a session of its own,
-/// not our child): ending the launcher and all it started, as a shell or a benchmark does,
-/// must not end it half way every time. A lock on the directory, held by that CRIU, keeps it
-/// to one at a time.
-fn fill(dir: &Path, criu: &Path) {
-    let Ok(lock) = File::open(dir) else {
+/// A copy an earlier crac-shim build lent at /run and a crash left there (it ends with our
+/// trailer); anything else there is not ours.
+fn remove_old_lent_copy(at: &Path) {
+    let Ok(bytes) = std::fs::read(at) else {
         return;
     };
-    if !flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
-        return;
+    let ours = bytes.windows(OLD_TRAILER.len()).any(|w| w == OLD_TRAILER);
+    if ours {
+        let _ = std::fs::remove_file(at);
     }
-    // Left by a filler that was killed (CRIU creates it exclusively: it would never save).
-    let _ = std::fs::remove_file(dir.join("criu.kdat.tmp"));
-    let Ok(dir_c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return;
-    };
-    let lock_fd = lock.as_raw_fd();
-    let mut cmd = std::process::Command::new(criu);
-    cmd.args(["check", "--feature", "mnt_id"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // SAFETY: fork, _exit, setsid, unshare, mount and fcntl are async-signal-safe; the strings
-    // were made before the fork. A failure leaves CRIU on the real /run, where it saves nothing.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            // The intermediate child ends at once (whoever reaps our children reaps it); CRIU
-            // runs in the grandchild.
-            match libc::fork() {
-                0 => {}
-                -1 => return Err(std::io::Error::last_os_error()),
-                _ => libc::_exit(0),
-            }
-            libc::setsid();
-            libc::fcntl(lock_fd, libc::F_SETFD, 0);
-            if libc::unshare(libc::CLONE_NEWNS) != 0
-                || libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_SLAVE,
-                    std::ptr::null(),
-                ) != 0
-                || libc::mount(
-                    dir_c.as_ptr(),
-                    c"/run".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+}
+
+/// The temporary file an unpatched CRIU creates and abandons, empty, where /run is not a
+/// tmpfs (it unlinks the cache instead of it): it blocks every later save, and is nobody's.
+fn remove_empty_tmp(tmp: &Path) {
+    let empty_and_roots =
+        std::fs::symlink_metadata(tmp).is_ok_and(|m| m.is_file() && m.len() == 0 && m.uid() == 0);
+    if empty_and_roots {
+        let _ = std::fs::remove_file(tmp);
     }
-    let _ = cmd.spawn();
 }
 
 #[cfg(test)]
@@ -388,86 +201,25 @@ mod tests {
         let _ = std::fs::remove_file(&criu);
     }
 
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let dir =
-                std::env::temp_dir().join(format!("crac-shim-kdat-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn lease(at: &Path, bytes: &[u8], trailer: &str, source: &Path) -> Lease {
-        Lease {
-            placed: place(at, bytes, trailer, source.to_path_buf()),
-            fill: None,
-        }
-    }
-
     #[test]
-    fn a_copy_in_run_lives_while_a_criu_of_ours_may_read_it() {
-        let s = Scratch::new("place");
-        let (at, source) = (s.0.join("criu.kdat"), s.0.join("source"));
-        std::fs::write(&source, b"probes").unwrap();
-        let trailer = "boot=b1 cache=c1\n";
-        let first = lease(&at, b"probes", trailer, &source);
-        assert!(first.placed.is_some());
-        let bytes = std::fs::read(&at).unwrap();
-        assert!(bytes.starts_with(b"probes"), "CRIU reads its struct first");
-        assert_eq!(trailer_of(&bytes), Some(trailer.as_bytes()));
-        // A second run joins it; the file goes with the last one.
-        let second = lease(&at, b"probes", trailer, &source);
-        assert!(second.placed.is_some());
-        first.release();
-        assert!(at.exists(), "still in use by the second run");
-        second.release();
-        assert!(!at.exists(), "the last run removes it");
-        assert!(source.exists());
-        // No temporary file stays either.
-        assert_eq!(std::fs::read_dir(&s.0).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn leftovers_of_another_boot_go_and_foreign_files_stay() {
-        let s = Scratch::new("leftover");
-        let (at, source) = (s.0.join("criu.kdat"), s.0.join("source"));
-        let trailer = "boot=b1 cache=c1\n";
-        // A copy of a run that died before a reboot: nobody holds it; replaced.
-        std::fs::write(&at, b"old probes\ncrac-shim-kdat boot=b0 cache=c1\n").unwrap();
-        let l = lease(&at, b"probes", trailer, &source);
-        assert!(l.placed.is_some());
-        assert_eq!(
-            trailer_of(&std::fs::read(&at).unwrap()),
-            Some(trailer.as_bytes())
-        );
-        l.release();
-        assert!(!at.exists());
-        // A file that is not ours (CRIU's own, or someone's) is neither used nor touched.
-        std::fs::write(&at, b"someone's").unwrap();
-        let l = lease(&at, b"probes", trailer, &source);
-        assert!(l.placed.is_none());
-        drop(l);
-        assert_eq!(std::fs::read(&at).unwrap(), b"someone's");
-    }
-
-    #[test]
-    fn a_cache_criu_refused_is_made_again() {
-        let s = Scratch::new("stale");
-        let (at, source) = (s.0.join("criu.kdat"), s.0.join("source"));
-        std::fs::write(&source, b"damaged").unwrap();
-        let l = lease(&at, b"damaged", "boot=b1 cache=c1\n", &source);
-        // CRIU unlinks a cache whose size or magic is wrong ("Stale").
-        std::fs::remove_file(&at).unwrap();
-        l.release();
-        assert!(!source.exists(), "our copy is dropped, to be made again");
+    fn leftovers_in_run_are_removed_and_foreign_files_stay() {
+        let dir = std::env::temp_dir().join(format!("crac-shim-kdat-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lent = dir.join("criu.kdat");
+        std::fs::write(&lent, b"kdat bytes\ncrac-shim-kdat boot=x cache=y\n").unwrap();
+        remove_old_lent_copy(&lent);
+        assert!(!lent.exists(), "an old build's copy goes");
+        std::fs::write(&lent, b"criu's own cache").unwrap();
+        remove_old_lent_copy(&lent);
+        assert!(lent.exists(), "CRIU's own stays");
+        let tmp = dir.join("criu.kdat.tmp");
+        std::fs::write(&tmp, b"").unwrap();
+        remove_empty_tmp(&tmp);
+        assert!(!tmp.exists(), "the empty leftover goes");
+        std::fs::write(&tmp, b"being written").unwrap();
+        remove_empty_tmp(&tmp);
+        assert!(tmp.exists(), "one being written stays");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,14 +5,23 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+/// Our runtime directory: `CRAC_SHIM_RUNTIME_DIR`, or the first of the user's places
+/// (`runtime_dir_candidates`) that is, or can be made, private and ours. A directory another
+/// user planted under one of those names is passed over, never fatal.
 pub fn runtime_dir() -> PathBuf {
-    match std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        // SAFETY: geteuid cannot fail.
-        None => PathBuf::from(crac_shim_proto::default_runtime_dir(unsafe {
-            libc::geteuid()
-        })),
+    if let Some(d) = std::env::var_os("CRAC_SHIM_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d);
     }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
+    let candidates = crac_shim_proto::runtime_dir_candidates(euid, xdg.as_deref());
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| crac_shim_proto::ensure_private_dir(d, euid).is_ok())
+        // None usable: the last, whose refusal ensure_private then names.
+        .unwrap_or_else(|| PathBuf::from(candidates.last().expect("never empty")))
 }
 
 /// Creates `dir` 0700, or checks that the existing one is ours and private.

@@ -124,7 +124,7 @@ fn idle_clients_do_not_delay_a_checkpoint() {
     let image = tmp.join("image");
     let mut app = start_checkpointable(&image, "Ticker", &[]);
     app.out.wait_for("a tick", |l| tick(l).is_some());
-    let socket = format!("/tmp/crac-shim-0/{}.sock", app.pid);
+    let socket = format!("/run/crac-shim/{}.sock", app.pid);
     let idle: Vec<std::os::unix::net::UnixStream> = (0..10)
         .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
         .collect();

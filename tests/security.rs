@@ -11,18 +11,18 @@ fn another_user_cannot_control_the_jvm() {
     let tmp = TempDir::new("otheruser");
     let mut app = start_checkpointable(&tmp.join("image"), "Ticker", &[]);
     app.out.wait_for("a tick", |l| tick(l).is_some());
-    let dir = std::fs::metadata("/tmp/crac-shim-0").unwrap();
+    let dir = std::fs::metadata("/run/crac-shim").unwrap();
     assert_eq!(
         dir.mode() & 0o777,
         0o700,
         "the runtime directory is private"
     );
-    let sock = std::fs::metadata(format!("/tmp/crac-shim-0/{}.sock", app.pid)).unwrap();
+    let sock = std::fs::metadata(format!("/run/crac-shim/{}.sock", app.pid)).unwrap();
     assert_eq!(sock.mode() & 0o777, 0o600);
 
     let public = public_copy(&tmp);
     let mut c = as_nobody(&public.crac_jcmd);
-    c.env("CRAC_SHIM_RUNTIME_DIR", "/tmp/crac-shim-0")
+    c.env("CRAC_SHIM_RUNTIME_DIR", "/run/crac-shim")
         .args([&app.pid.to_string(), "JDK.checkpoint"]);
     let o = run(c);
     assert_eq!(o.code, Some(1));
@@ -175,7 +175,7 @@ fn garbage_and_silence_on_the_control_socket_leave_the_jvm_alone() {
     let tmp = TempDir::new("garbage");
     let mut app = start_checkpointable(&tmp.join("image"), "Ticker", &[]);
     app.out.wait_for("a tick", |l| tick(l).is_some());
-    let path = format!("/tmp/crac-shim-0/{}.sock", app.pid);
+    let path = format!("/run/crac-shim/{}.sock", app.pid);
     for junk in [
         &b"\xff\xfe\x00garbage\n"[..],
         &[b'x'; 100_000][..],

@@ -234,7 +234,7 @@ fn jshell_restored_in_a_terminal_edits_lines_and_exits_as_started_there() {
     // Typed once the copy runs (keys typed earlier are echoed by the terminal in line mode,
     // as during any program's start-up): its agent answers again once the restore is done.
     let deadline = Instant::now() + TIMEOUT;
-    while !std::path::Path::new(&format!("/tmp/crac-shim-0/{}.sock", jvm_below(&t))).exists() {
+    while !std::path::Path::new(&format!("/run/crac-shim/{}.sock", jvm_below(&t))).exists() {
         assert!(Instant::now() < deadline, "the copy never came up");
         std::thread::sleep(Duration::from_millis(20));
     }

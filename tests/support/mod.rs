@@ -678,3 +678,78 @@ pub fn start_http_demo(image: &Path, port: u16) -> Proc {
         .wait_for("listening", |l| l.starts_with("listening on"));
     app
 }
+
+/// A second local user, made for one test (`useradd`) and removed when dropped: the hostile
+/// user of the tests of who may write what.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    pub fn create() -> TestUser {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("crsh{}x{n}", std::process::id());
+        // Other tests may hold /etc/passwd's lock for a moment: useradd then fails; retried.
+        let mut made = false;
+        for _ in 0..100 {
+            let o = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--user-group"])
+                .args(["--shell", "/usr/sbin/nologin", &name])
+                .output()
+                .expect("useradd (package passwd)");
+            if o.status.success() {
+                made = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(made, "cannot create the test user {name}");
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id").args([flag, &name]).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+        };
+        TestUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+        }
+    }
+
+    /// `program` run as this user (its own group only).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .args(["--clear-groups", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Runs a shell command line as this user; panics unless it succeeds.
+    pub fn sh(&self, line: &str) {
+        let o = self.command("sh").args(["-c", line]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            let ok = Command::new("userdel")
+                .arg(&self.name)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}

@@ -117,19 +117,61 @@ pub fn to_memory() -> Option<Region> {
     Some(region)
 }
 
+/// The perf-data directory, opened as HotSpot would accept it: a real directory (never a
+/// link), the user's own, that nobody else may write, in a /tmp reached without following
+/// anyone's links; made (HotSpot's mode) where missing. `None`: HotSpot would refuse it too,
+/// and so do we (the JVM then stays out of jps' sight).
+fn open_perf_dir(dir: &std::path::Path) -> Option<OwnedFd> {
+    use crac_shim_proto::safepath;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let (tmp, _) = safepath::open_dir(std::path::Path::new("/tmp"), euid, None).ok()?;
+    let name = dir.file_name()?;
+    let open = || {
+        safepath::openat(
+            tmp.as_raw_fd(),
+            name,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        )
+    };
+    let fd = match open() {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let c = std::ffi::CString::new(name.as_encoded_bytes()).ok()?;
+            // SAFETY: `c` is valid for the call; `tmp` is a descriptor we hold.
+            unsafe { libc::mkdirat(tmp.as_raw_fd(), c.as_ptr(), 0o755) };
+            open().ok()?
+        }
+        Err(_) => return None,
+    };
+    let st = safepath::fstat(fd.as_raw_fd()).ok()?;
+    (st.st_uid == euid && st.st_mode & 0o022 == 0).then_some(fd)
+}
+
+fn cname(name: &str) -> std::ffi::CString {
+    std::ffi::CString::new(name).unwrap_or_default()
+}
+
+/// `unlinkat` of a name in a directory we hold (never follows: a link is removed itself).
+fn unlink_in(dir: &OwnedFd, name: &str) {
+    let c = cname(name);
+    // SAFETY: `c` is valid for the call; `dir` is a descriptor we hold.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+}
+
 /// After the restore (`shown_as`: the pid the restoring crac-java sees), or after a
 /// checkpoint that left the JVM running: the perf data goes back into a file of this JVM's
 /// own, `/tmp/hsperfdata_<user>/<pid>` (the pid this JVM sees, which HotSpot and the tools
-/// reading another namespace use), plus a link by the pid the host sees for jps.
+/// reading another namespace use), plus a link by the pid the host sees for jps. Everything
+/// happens relative to the directory, held.
 pub fn to_file(region: Region, shown_as: u32) {
     let Some(dir) = perf_dir() else {
         return;
     };
-    if std::fs::symlink_metadata(&dir).is_err() {
-        use std::os::unix::fs::DirBuilderExt;
-        // On a host (or in a container) that never ran a JVM of this user; HotSpot's mode.
-        let _ = std::fs::DirBuilder::new().mode(0o755).create(&dir);
-    }
+    let Some(dir_fd) = open_perf_dir(&dir) else {
+        return;
+    };
     let own = std::process::id();
     let path = dir.join(own.to_string());
     // Under the pid we see ourselves as, a file is a dead JVM's: replaced (never truncated:
@@ -137,30 +179,30 @@ pub fn to_file(region: Region, shown_as: u32) {
     // with the host, where that pid may be another live JVM (the original, another copy):
     // then it stays out of jps' sight rather than steal the name.
     if own == shown_as || !mapped_by_another(own, &path) {
-        let _ = std::fs::remove_file(&path);
+        unlink_in(&dir_fd, &own.to_string());
     }
-    use std::os::unix::fs::OpenOptionsExt;
-    let created = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path);
+    let created = crac_shim_proto::safepath::openat(
+        dir_fd.as_raw_fd(),
+        std::ffi::OsStr::new(&own.to_string()),
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        0o600,
+    );
     let Ok(file) = created else {
         return;
     };
-    if remap_onto(region, &OwnedFd::from(file)).is_err() {
-        let _ = std::fs::remove_file(&path);
+    if remap_onto(region, &file).is_err() {
+        unlink_in(&dir_fd, &own.to_string());
         return;
     }
     if shown_as != own {
-        sweep_dead_links(&dir);
-        let link = dir.join(shown_as.to_string());
-        let _ = std::fs::remove_file(&link);
-        let _ = std::os::unix::fs::symlink(own.to_string(), &link);
+        sweep_dead_links(&dir_fd);
+        let link = shown_as.to_string();
+        unlink_in(&dir_fd, &link);
+        let (target, c_link) = (cname(&own.to_string()), cname(&link));
+        // SAFETY: both names are valid for the call; `dir_fd` is a descriptor we hold.
+        unsafe { libc::symlinkat(target.as_ptr(), dir_fd.as_raw_fd(), c_link.as_ptr()) };
         if let Ok(mut l) = SHOWN_AS_LINK.lock() {
-            *l = Some(link);
+            *l = Some(dir.join(link));
         }
     }
 }
@@ -168,16 +210,17 @@ pub fn to_file(region: Region, shown_as: u32) {
 /// Links of copies that were killed (their `.fini_array` never ran) point at files that the
 /// next JVM's start-up clean-up removed: jps would list them by a pid some other process
 /// reuses, "process information unavailable". Only dangling links go; HotSpot's own files are
-/// HotSpot's to clean.
-fn sweep_dead_links(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// HotSpot's to clean. Only in the directory we hold.
+fn sweep_dead_links(dir: &OwnedFd) {
+    let Ok(entries) = std::fs::read_dir(crac_shim_proto::safepath::fd_path(dir)) else {
         return;
     };
     for e in entries.flatten() {
-        let path = e.path();
         let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
-        if is_link && std::fs::metadata(&path).is_err() {
-            let _ = std::fs::remove_file(&path);
+        if is_link && std::fs::metadata(e.path()).is_err() {
+            if let Some(name) = e.file_name().to_str() {
+                unlink_in(dir, name);
+            }
         }
     }
 }
@@ -209,14 +252,24 @@ extern "C" fn remove_link_at_exit() {
 #[link_section = ".fini_array"]
 static REMOVE_LINK_AT_EXIT: extern "C" fn() = remove_link_at_exit;
 
-/// After a restore: free the attach socket's dead name (see the module's comment).
+/// After a restore: free the attach socket's dead name (see the module's comment), or a name
+/// another user took (a JVM's attach socket is always its own user's: the JDK's tools refuse
+/// any other, so one there would only keep jcmd from ever reaching this JVM).
 pub fn free_attach_name() {
     let attach = format!("/tmp/.java_pid{}", std::process::id());
-    if is_dead_socket(&attach) {
+    if is_dead_socket(&attach) || is_foreign(&attach) {
         let _ = std::fs::remove_file(&attach);
     }
     // The name CRIU bound the restored listener to again; nobody connects by it.
     let _ = std::fs::remove_file(format!("{attach}.tmp"));
+}
+
+/// A file there of another user than ours.
+pub fn is_foreign(path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() != euid)
 }
 
 /// A socket file nobody listens on (a JVM that died without cleaning up).

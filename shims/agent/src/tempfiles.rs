@@ -201,13 +201,16 @@ pub fn after_dump(private: Vec<Private>, restored: bool) -> Vec<String> {
 /// The JVM goes on: its file again, by path, with what was written meanwhile, at the offset
 /// it had reached, locked as held.
 fn give_back(p: &Private) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(&p.path)?;
-    let file = OwnedFd::from(file);
+    use crac_shim_proto::safepath;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let (file, _) = safepath::open_file(
+        std::path::Path::new(&p.path),
+        euid,
+        libc::O_RDWR,
+        safepath::IfMissing::Fail,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     copy_contents(p.fd, &file)?;
     // SAFETY: flock on our descriptor of the program's file: the JVM holds its path.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
@@ -217,34 +220,39 @@ fn give_back(p: &Private) -> std::io::Result<()> {
 /// Gives the copy the path of `r` if nobody alive holds it: a new file there with the memfd's
 /// contents, on the program's descriptor. `None` when the copy keeps its memfd.
 fn take_path(r: &Record) -> Option<(u64, u64)> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    match std::fs::symlink_metadata(&r.path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = std::path::Path::new(&r.path).parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-        }
-        Ok(m) if (m.dev(), m.ino()) == r.file => {
+    use crac_shim_proto::safepath::{self, Create};
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    // The directory walked once (no link or directory another user could change), made if a
+    // temp cleaner took it; everything after relative to it.
+    let (dir, _, name) =
+        safepath::open_parent(std::path::Path::new(&r.path), euid, Some(Create(0o777))).ok()?;
+    let cname = std::ffi::CString::new(name.as_encoded_bytes()).ok()?;
+    match safepath::lstatat(dir.as_raw_fd(), &name) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(st) if (st.st_dev, st.st_ino) == r.file => {
             // The checkpointed JVM's own file: free unless a live JVM locks it.
-            let f = std::fs::File::open(&r.path).ok()?;
+            let f = safepath::openat(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+                .ok()?;
             // SAFETY: flock on our own descriptor; it is closed (and unlocked) below.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 return None;
             }
             // Replaced, never truncated: a dead JVM's mapping or reader keeps the old one.
-            std::fs::remove_file(&r.path).ok()?;
+            // SAFETY: `cname` is valid for the call; `dir` is a descriptor we hold.
+            if unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) } != 0 {
+                return None;
+            }
         }
         _ => return None,
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(&r.path)
-        .ok()?;
-    let file = OwnedFd::from(file);
+    let file = safepath::openat(
+        dir.as_raw_fd(),
+        &name,
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        0o600,
+    )
+    .ok()?;
     // SAFETY: flock on our descriptor of the new file: this copy holds the path now.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
         return None;

@@ -80,21 +80,47 @@ pub const METADATA_FILE: &str = "crac-shim.meta";
 /// Version of the image layout and metadata this build writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// Default directory for control sockets: private to the user, one socket per JVM.
-pub fn default_runtime_dir(uid: u32) -> String {
-    format!("/tmp/crac-shim-{uid}")
+/// Where the control sockets of `uid`'s JVMs may be, in the order the launcher tries them.
+/// Root's are under /run, where only root can create anything, so nobody can take the name
+/// first; another user's in `$XDG_RUNTIME_DIR` (`xdg`, when it is theirs) or
+/// `/run/user/UID`; then `/tmp/crac-shim-UID` and, where another user took that name first
+/// (any user can create in /tmp), `/tmp/crac-shim-UID.1` to `.9`: a planted directory is
+/// never fatal, and crac-jcmd looks in the same places.
+pub fn runtime_dir_candidates(uid: u32, xdg: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if uid == 0 {
+        out.push("/run/crac-shim".to_string());
+    } else {
+        if let Some(x) = xdg.filter(|x| x.starts_with('/')) {
+            out.push(format!("{}/crac-shim", x.trim_end_matches('/')));
+        }
+        let user_run = format!("/run/user/{uid}/crac-shim");
+        if !out.contains(&user_run) {
+            out.push(user_run);
+        }
+    }
+    out.push(format!("/tmp/crac-shim-{uid}"));
+    out.extend((1..10).map(|n| format!("/tmp/crac-shim-{uid}.{n}")));
+    out
 }
 
 /// Creates `dir` with mode 0700, or checks that the existing one is a real directory owned by
-/// `uid` that nobody else can enter (so nobody can plant a socket or a file in it first).
+/// `uid` that nobody else can enter (so nobody can plant a socket or a file in it first). Its
+/// parent is walked (`safepath`): no link or directory another user could change.
 pub fn ensure_private_dir(dir: &std::path::Path, uid: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
+    use std::os::fd::AsRawFd;
+    let (parent, _, name) =
+        safepath::open_parent(dir, uid, None).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let c = std::ffi::CString::new(name.as_encoded_bytes())?;
+    // SAFETY: `c` is valid for the call; `parent` is a descriptor we hold.
+    if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
     }
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+    let st = safepath::lstatat(parent.as_raw_fd(), &name)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_uid != uid || st.st_mode & 0o077 != 0 {
         return Err(std::io::Error::other(format!(
             "{} must be a directory owned by you (uid {uid}) with mode 0700; remove it or fix it",
             dir.display()

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod environment;
+use environment::check_environment;
+
 /// What the restored JVM is told besides its new pid: CRaC's restore-time inputs.
 #[derive(Debug, Default)]
 pub struct Handover {
@@ -138,62 +141,6 @@ pub fn restore_operation(image: &Image, new_pid_namespace: bool) -> crate::privi
             .any(|a| a == "--tcp-established"),
         new_pid_namespace,
     }
-}
-
-/// What would make CRIU fail, checked first with a clearer message: files the program reads
-/// that changed, ports it listens on that are taken. Logs it appends to are created if missing.
-fn check_environment(image: &Image) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    for (size, mtime, path) in &image.meta.check_files {
-        match std::fs::metadata(path) {
-            Err(e) => bail!("{path}, which the program had open when it was checkpointed, is unavailable ({e}); restore it or checkpoint again"),
-            Ok(m) if m.len() != *size || m.mtime() != *mtime => bail!(
-                "{path} changed since the checkpoint (size {} then, {} now); the program had it open for reading: put the old file back or checkpoint again",
-                size,
-                m.len()
-            ),
-            Ok(_) => {}
-        }
-    }
-    for (size, mtime, path) in &image.meta.data_files {
-        match std::fs::metadata(path) {
-            Ok(m) if m.len() == *size && m.mtime() == *mtime => {}
-            Ok(m) => bail!(
-                "{path} was written after the checkpoint (size {size} then, {} now): the program reopens it and would go on from its memory of the older contents, silently losing what was written since (another copy of this image, or the original after the checkpoint); restore against the data as it was at the checkpoint (a copy per restored program), or say the program copes with `allowChanges: true` in the policy rule that reopens it",
-                m.len()
-            ),
-            Err(e) => bail!("{path}, which the program reopens for writing, is unavailable ({e}); put back the data as it was at the checkpoint"),
-        }
-    }
-    for addr in &image.meta.listens {
-        let Ok(sa) = addr.parse::<std::net::SocketAddr>() else {
-            continue;
-        };
-        if let Err(e) = std::net::TcpListener::bind(sa) {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                let holder = crate::claims::listener_pid(sa.port())
-                    .map(|p| format!(" by pid {p}"))
-                    .unwrap_or_default();
-                bail!("{addr} is in use{holder}: the restored program listens there; stop whatever holds it first");
-            }
-        }
-    }
-    for path in &image.meta.append_files {
-        let p = Path::new(path);
-        if !p.exists() {
-            if let Some(dir) = p.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| {
-                    format!("cannot recreate the log {path} the program appends to")
-                })?;
-        }
-    }
-    Ok(())
 }
 
 /// CRIU could not give the restored JVM its pid: it is still in use.
@@ -336,8 +283,12 @@ impl Restored<'_> {
     fn failure(&self, criu_exit: Exit) -> anyhow::Error {
         let log_path = self.work.join("restore.log");
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let why =
-            criu::first_error(&log).unwrap_or_else(|| format!("criu ended with {criu_exit:?}"));
+        let why = match criu_exit {
+            Exit::Signal(s) => criu::killed_by(s),
+            Exit::Code(c) => {
+                criu::first_error(&log).unwrap_or_else(|| format!("criu exited with code {c}"))
+            }
+        };
         if why.starts_with("Can't fork for") && why.ends_with("File exists") {
             return anyhow::Error::new(PidCollision);
         }
@@ -416,7 +367,7 @@ impl Restored<'_> {
         let mut daemon = Command::new(&criu.path);
         self.image.held.pass_to(&mut daemon);
         // Held until the daemon is up: it has read the cache by then.
-        let _kdat = crate::kdat::apply(&mut daemon, &criu.path, &args);
+        let _kdat = crate::kdat::apply(&mut daemon, criu, &args);
         daemon
             .args(&args)
             .stdin(Stdio::null())
@@ -453,7 +404,7 @@ impl Restored<'_> {
             crate::guard::Guard::start(&self.image.ids, &self.image.meta.java_home, self.work)
         });
         let mut command = Command::new(&criu.path);
-        let mut kdat = Some(crate::kdat::apply(&mut command, &criu.path, args));
+        let mut kdat = Some(crate::kdat::apply(&mut command, criu, args));
         command.args(args).stdout(Stdio::inherit());
         self.image.held.pass_to(&mut command);
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us

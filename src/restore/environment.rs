@@ -1,0 +1,105 @@
+//! What would make CRIU fail or do harm, checked before it runs, with a clearer message: files
+//! the program had open that changed or lie where another user could swap them, ports it
+//! listens on that are taken. Logs it appends to are created if missing.
+//!
+//! CRIU reopens the program's files by path. Each path is walked here first with the rule of
+//! `safepath` (no link or directory another user could change on the way), and the file itself
+//! must not be another user's in a directory anyone may add to (they could replace it by a link
+//! at any moment): then the path CRIU resolves a moment later is the one checked here.
+
+use crate::image::Image;
+use anyhow::{bail, Result};
+use crac_shim_proto::safepath::{self, Create, Found, IfMissing, Refusal};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A file the restore reopens, walked; `None` when it is not there.
+fn reopened(path: &str) -> Result<Option<libc::stat>> {
+    let euid = euid();
+    let refused =
+        |why: Refusal| anyhow::anyhow!("refusing to reopen {path} for the restored program: {why}");
+    match safepath::walk(Path::new(path), euid, safepath::Walk::default()) {
+        Ok(Found::Other {
+            parent, real, stat, ..
+        }) => {
+            let dir = safepath::fstat(parent.as_raw_fd())
+                .map_err(|e| refused(Refusal::Io(real.clone(), e)))?;
+            if dir.st_mode & libc::S_ISVTX != 0
+                && stat.st_uid != euid
+                && stat.st_uid != 0
+                && stat.st_uid != dir.st_uid
+            {
+                bail!(
+                    "refusing to reopen {path} for the restored program: it belongs to uid {}, in a directory anyone may add to, so that user could replace it by a link at any moment; move it into a directory of yours, or make it yours (chown)",
+                    stat.st_uid
+                );
+            }
+            Ok(Some(stat))
+        }
+        Ok(Found::Dir(fd, _)) => Ok(safepath::fstat(fd.as_raw_fd()).ok()),
+        Ok(Found::Missing { .. }) => Ok(None),
+        Err(why) if why.is_not_found() => Ok(None),
+        Err(why) => Err(refused(why)),
+    }
+}
+
+pub fn check_environment(image: &Image) -> Result<()> {
+    for (size, mtime, path) in &image.meta.check_files {
+        match reopened(path)? {
+            None => bail!("{path}, which the program had open when it was checkpointed, is unavailable (No such file or directory); restore it or checkpoint again"),
+            Some(st) if st.st_size as u64 != *size || st.st_mtime != *mtime => bail!(
+                "{path} changed since the checkpoint (size {} then, {} now); the program had it open for reading: put the old file back or checkpoint again",
+                size,
+                st.st_size
+            ),
+            Some(_) => {}
+        }
+    }
+    for (size, mtime, path) in &image.meta.data_files {
+        match reopened(path)? {
+            Some(st) if st.st_size as u64 == *size && st.st_mtime == *mtime => {}
+            Some(st) => bail!(
+                "{path} was written after the checkpoint (size {size} then, {} now): the program reopens it and would go on from its memory of the older contents, silently losing what was written since (another copy of this image, or the original after the checkpoint); restore against the data as it was at the checkpoint (a copy per restored program), or say the program copes with `allowChanges: true` in the policy rule that reopens it",
+                st.st_size
+            ),
+            None => bail!("{path}, which the program reopens for writing, is unavailable (No such file or directory); put back the data as it was at the checkpoint"),
+        }
+    }
+    for addr in &image.meta.listens {
+        let Ok(sa) = addr.parse::<std::net::SocketAddr>() else {
+            continue;
+        };
+        if let Err(e) = std::net::TcpListener::bind(sa) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                let holder = crate::claims::listener_pid(sa.port())
+                    .map(|p| format!(" by pid {p}"))
+                    .unwrap_or_default();
+                bail!("{addr} is in use{holder}: the restored program listens there; stop whatever holds it first");
+            }
+        }
+    }
+    for path in &image.meta.append_files {
+        if reopened(path)?.is_none() {
+            // Made where the walk allows, never through a link, never over a file that
+            // appeared meanwhile (O_EXCL); the umask applies as it would have for the program.
+            safepath::open_file(
+                Path::new(path),
+                euid(),
+                libc::O_WRONLY | libc::O_APPEND,
+                IfMissing::Create(0o666, Create(0o777)),
+            )
+            .map_err(|why| {
+                anyhow::anyhow!("cannot recreate the log {path} the program appends to: {why}")
+            })?;
+            // Judged like any other reopened file (a directory made meanwhile by another user
+            // on the way is refused by the walk above).
+            reopened(path)?;
+        }
+    }
+    Ok(())
+}

@@ -173,8 +173,10 @@ pub const CRAC_JAVA: Page = Page {
         },
         Item {
             term: "CRAC_SHIM_RUNTIME_DIR",
-            help: "Private directory for control sockets and restore scratch space (default \
-                /tmp/crac-shim-UID); the logs of the ten latest failed restores stay there for a day.",
+            help: "Private directory for control sockets and restore scratch space (default: root's \
+                /run/crac-shim, a user's $XDG_RUNTIME_DIR/crac-shim or /tmp/crac-shim-UID, passing \
+                over a name another user took); the logs of the ten latest failed restores stay there \
+                for a day.",
         },
         Item {
             term: "CRAC_SHIM_TIMING",
@@ -244,7 +246,8 @@ pub const CRAC_JCMD: Page = Page {
     ],
     environment: &[Item {
         term: "CRAC_SHIM_RUNTIME_DIR",
-        help: "Where the control sockets are (default /tmp/crac-shim-UID of the JVM's owner).",
+        help: "Where the control sockets are (default: where crac-java puts them for the JVM's \
+            owner, /run/crac-shim for root).",
     }],
     exit_status: &[
         Item {

@@ -442,7 +442,7 @@ pub fn open_dir_with(path: &Path, euid: u32, how: Walk) -> Result<(OwnedFd, Path
         Found::Other { real, .. } => Err(Refusal::NotADirectory(real)),
         Found::Missing { real, name, .. } => Err(Refusal::Io(
             real.join(name),
-            std::io::Error::from(std::io::ErrorKind::NotFound),
+            std::io::Error::from_raw_os_error(libc::ENOENT),
         )),
     }
 }
@@ -515,7 +515,7 @@ pub fn open_file(
             }
             IfMissing::Fail => Err(Refusal::Io(
                 real.join(name),
-                std::io::Error::from(std::io::ErrorKind::NotFound),
+                std::io::Error::from_raw_os_error(libc::ENOENT),
             )),
         },
     }

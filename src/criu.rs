@@ -176,6 +176,7 @@ fn common_args() -> Vec<String> {
 pub fn dump_args(
     pid: u32,
     dir: &Path,
+    work_dir: &Path,
     log: &str,
     external_unix: &[u64],
     extra: &[String],
@@ -186,6 +187,8 @@ pub fn dump_args(
         pid.to_string(),
         "-D".into(),
         dir.display().to_string(),
+        "-W".into(),
+        work_dir.display().to_string(),
     ];
     a.extend(["-o".into(), log.into(), "-v4".into()]);
     a.extend(common_args());
@@ -360,12 +363,13 @@ mod tests {
         let a = dump_args(
             42,
             Path::new("/tmp/x"),
+            Path::new("/tmp/w"),
             "dump.log",
             &[77],
             &["--tcp-close".into()],
         );
         let s = a.join(" ");
-        assert!(s.starts_with("dump -t 42 -D /tmp/x -o dump.log"));
+        assert!(s.starts_with("dump -t 42 -D /tmp/x -W /tmp/w -o dump.log"));
         assert!(
             s.contains("--shell-job")
                 && s.contains("--external unix[77]")

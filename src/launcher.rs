@@ -21,6 +21,9 @@ pub fn main() -> ! {
     if args.first().is_some_and(|a| a == HELPER_ARG) {
         std::process::exit(crate::dump::run_helper(&args[1..]));
     }
+    if let Some(code) = crate::dump::post_dump::run_as_action_script() {
+        std::process::exit(code);
+    }
     match run(args) {
         Ok(exit) => exit.reproduce(),
         Err(e) => {

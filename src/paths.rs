@@ -107,6 +107,13 @@ fn sweep_finished(base: &Path) {
             }
             continue;
         }
+        // A dump's scratch directory (its launcher removes it; one that was killed cannot).
+        if name.to_str().is_some_and(|n| n.starts_with("dump-")) {
+            if !in_use(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            continue;
+        }
         if !name.to_str().is_some_and(|n| n.starts_with("restore-")) {
             continue;
         }
@@ -129,6 +136,15 @@ fn sweep_finished(base: &Path) {
     failed.sort();
     for (_, path) in failed.iter().skip(FAILED_LOGS_KEPT) {
         let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+/// A scratch directory removed (with what is in it) when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

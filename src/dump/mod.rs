@@ -20,6 +20,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod post_dump;
+
 pub fn run_helper(args: &[OsString]) -> i32 {
     let fd = |i: usize| {
         args.get(i)
@@ -257,80 +259,23 @@ fn dump(request: &Message) -> Result<()> {
     let mut extra = extra;
     extra.extend(request.get_all("dump_arg").map(str::to_string));
     let keep_running = request.get("keep_running") == Some("true");
-    // Ours first: the user's CRIU arguments come last and may override.
+    // Ours first: the user's CRIU arguments come last and may override. Without
+    // --leave-running CRIU ends the tree, but only once our action script has finished the
+    // image (post_dump.rs); it resumes the tree if that fails.
     if keep_running {
         extra.insert(0, "--leave-running".into());
-    } else {
-        // CRIU would end the JVM as soon as its own files are written; the image is complete
-        // only with our metadata and manifest. The JVM stays frozen until then, so that its
-        // death means a complete image (and a failure to finish it resumes the JVM instead).
-        extra.insert(0, "--leave-stopped".into());
     }
-    let args = criu::dump_args(pid, &staging, "dump.log", &external, &extra);
+    // CRIU's log and statistics go to a private scratch directory: written after the image is
+    // complete, they must not change it.
+    let (work, _work_lock) = crate::paths::scratch_dir("dump")?;
+    let _work = crate::paths::Scratch(work.clone());
+    let hook = post_dump::Hook::listen(&work)?;
+    let args = criu::dump_args(pid, &staging, &work, "dump.log", &external, &extra);
     if request.get("print_command") == Some("true") {
         eprintln!("crac-shim: {} {}", criu_path.display(), args.join(" "));
     }
-    let out = std::fs::File::create(staging.join("criu.out")).context("cannot create criu.out")?;
-    // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
-    // libraries, say) is none of its business.
-    let mut criu_command = Command::new(&criu_path);
-    staged.pass_to(&mut criu_command);
-    crate::timing::mark("checkpoint-criu");
-    let kdat = crate::kdat::apply(&mut criu_command, &criu, &args);
-    let mut criu_child = criu_command
-        .args(&args)
-        .env_remove("LD_PRELOAD")
-        .env_remove("LD_LIBRARY_PATH")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("cannot run {}", criu_path.display()))?;
-    // A JVM killed while CRIU freezes it can leave CRIU waiting for good: the dump cannot
-    // succeed any more, so CRIU is stopped (and the failure below says the JVM died).
-    let status = loop {
-        if let Some(status) = criu_child.try_wait()? {
-            break status;
-        }
-        if matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X')) {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            if let Some(status) = criu_child.try_wait()? {
-                break status;
-            }
-            let _ = criu_child.kill();
-            break criu_child.wait()?;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    kdat.release();
-    crate::timing::mark("checkpoint-criu-done");
-    if !status.success() {
-        let log = std::fs::read_to_string(staging.join("dump.log")).unwrap_or_default();
-        let output = std::fs::read_to_string(staging.join("criu.out")).unwrap_or_default();
-        // Nothing of a failed dump stays but its log, next to the image.
-        let log_path = target.failed_log();
-        target.keep_failed_log(&staged, "dump.log");
-        target.discard(staged);
-        let killed = std::os::unix::process::ExitStatusExt::signal(&status);
-        let why = killed
-            .map(criu::killed_by)
-            .or_else(|| criu::first_error(&log))
-            .or_else(|| {
-                output
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .map(|l| l.trim().to_string())
-            })
-            .unwrap_or_else(|| format!("criu exited with {status}"));
-        if matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X')) {
-            bail!(
-                "the JVM died during the checkpoint (killed?); no image was made (CRIU's log: {})",
-                log_path.display()
-            );
-        }
-        bail!("CRIU dump failed: {why} (log: {})", log_path.display());
-    }
-    let meta = Metadata {
+    let out = std::fs::File::create(work.join("criu.out")).context("cannot create criu.out")?;
+    let mut meta = Metadata {
         format: FORMAT_VERSION,
         pid,
         java_home,
@@ -348,14 +293,7 @@ fn dump(request: &Message) -> Result<()> {
             .get_all("check_file")
             .filter_map(image::parse_check_file)
             .collect(),
-        // Stated now: the JVM is frozen, what it wrote is in the file.
-        data_files: request
-            .get_all("data_file")
-            .filter_map(|path| {
-                let m = std::fs::metadata(path).ok()?;
-                Some((m.len(), m.mtime(), path.to_string()))
-            })
-            .collect(),
+        data_files: Vec::new(),
         listens: request.get_all("listen").map(str::to_string).collect(),
         append_files: request.get_all("append_file").map(str::to_string).collect(),
         labels: request
@@ -376,25 +314,103 @@ fn dump(request: &Message) -> Result<()> {
         cpu,
         termios,
     };
-    // CRIU left every task of the tree stopped (the JVM and what it started): all of them end
-    // once the image is complete, or all go on if it cannot be.
-    let tree = std::fs::read(staging.join("pstree.img"))
-        .ok()
-        .and_then(|b| image::pstree_ids(&b).ok())
-        .unwrap_or_else(|| vec![pid]);
-    let finished = finish_image(&meta, &target, staged);
-    crate::timing::mark("checkpoint-image-done");
-    if !keep_running {
-        let signal = if finished.is_ok() {
-            nix::sys::signal::Signal::SIGKILL
-        } else {
-            nix::sys::signal::Signal::SIGCONT
-        };
-        for id in tree {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(id as i32), signal);
+    // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
+    // libraries, say) is none of its business.
+    let mut criu_command = Command::new(&criu_path);
+    staged.pass_to(&mut criu_command);
+    crate::timing::mark("checkpoint-criu");
+    let kdat = crate::kdat::apply(&mut criu_command, &criu, &args);
+    criu_command.args(&args);
+    hook.arm(&mut criu_command)?;
+    let mut criu_child = criu_command
+        .env_remove("LD_PRELOAD")
+        .env_remove("LD_LIBRARY_PATH")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("cannot run {}", criu_path.display()))?;
+    let mut staged = Some(staged);
+    let mut finished: Option<Result<()>> = None;
+    let finish = |meta: &mut Metadata, staged: image::target::Staging| {
+        // Stated now: the JVM is frozen, what it wrote is in the file.
+        meta.data_files = request
+            .get_all("data_file")
+            .filter_map(|path| {
+                let m = std::fs::metadata(path).ok()?;
+                Some((m.len(), m.mtime(), path.to_string()))
+            })
+            .collect();
+        // CRIU's log as far as the dump goes (it writes on in the scratch directory).
+        let _ = std::fs::copy(work.join("dump.log"), staged.fs().join("dump.log"));
+        let done = finish_image(meta, &target, staged);
+        crate::timing::mark("checkpoint-image-done");
+        done
+    };
+    // A JVM killed while CRIU freezes it can leave CRIU waiting for good: the dump cannot
+    // succeed any more, so CRIU is stopped (and the failure below says the JVM died).
+    let status = loop {
+        if finished.is_none() {
+            if let Some(req) = hook.request() {
+                let done = finish(&mut meta, staged.take().expect("finished once"));
+                post_dump::answer(req, done.is_ok());
+                finished = Some(done);
+            }
         }
+        if let Some(status) = criu_child.try_wait()? {
+            break status;
+        }
+        if finished.is_none()
+            && matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X'))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if let Some(status) = criu_child.try_wait()? {
+                break status;
+            }
+            let _ = criu_child.kill();
+            break criu_child.wait()?;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    kdat.release();
+    crate::timing::mark("checkpoint-criu-done");
+    match finished {
+        // CRIU ended the tree (or let it run) once the image was complete.
+        Some(Ok(())) => return Ok(()),
+        // CRIU resumed the tree: the JVM goes on, without an image.
+        Some(Err(e)) => return Err(e),
+        None => {}
     }
-    finished
+    let staged = staged.expect("not finished");
+    if status.success() {
+        // A CRIU that ran no action script: the image is finished now.
+        return finish(&mut meta, staged);
+    }
+    let log = std::fs::read_to_string(work.join("dump.log")).unwrap_or_default();
+    let output = std::fs::read_to_string(work.join("criu.out")).unwrap_or_default();
+    // Nothing of a failed dump stays but its log, next to the image.
+    let log_path = target.failed_log();
+    let _ = std::fs::copy(work.join("dump.log"), staged.fs().join("dump.log"));
+    target.keep_failed_log(&staged, "dump.log");
+    target.discard(staged);
+    let killed = std::os::unix::process::ExitStatusExt::signal(&status);
+    let why = killed
+        .map(criu::killed_by)
+        .or_else(|| criu::first_error(&log))
+        .or_else(|| {
+            output
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("criu exited with {status}"));
+    if matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X')) {
+        bail!(
+            "the JVM died during the checkpoint (killed?); no image was made (CRIU's log: {})",
+            log_path.display()
+        );
+    }
+    bail!("CRIU dump failed: {why} (log: {})", log_path.display());
 }
 
 /// A JVM killed by its checkpoint cannot remove its names for the JDK's tools: a dead attach
@@ -459,10 +475,7 @@ fn finish_image(
     let staging = staged.fs();
     let written = std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode())
         .context("cannot write the image metadata")
-        .and_then(|()| {
-            let _ = std::fs::remove_file(staging.join("criu.out"));
-            image::manifest::write(&staging).context("cannot write the image manifest")
-        });
+        .and_then(|()| image::manifest::write(&staging).context("cannot write the image manifest"));
     match written {
         Ok(()) => target.install(staged),
         Err(e) => {

@@ -239,6 +239,13 @@ fn send(pid: u32, request: Request, timeout: std::time::Duration) -> Result<i32>
         bail!("no process with pid {pid}");
     };
     let path = socket_path(&dir.to_string_lossy(), pid);
+    // A stopped or traced JVM cannot answer: said at once, the request never sent (it would
+    // run whenever the JVM is resumed, long after anyone waits for it).
+    if matches!(crate::supervise::process_state(pid), Some('T' | 't')) && has_agent(pid) {
+        bail!(
+            "{pid} is stopped (SIGSTOP, a debugger or job control) and cannot answer: resume it (kill -CONT {pid}) and ask again; nothing was sent"
+        );
+    }
     let deadline = std::time::Instant::now() + timeout;
     // A copy CRIU is still restoring has no agent mapped yet: it will have one in a moment.
     let was_ours = has_agent(pid) || being_restored(pid);

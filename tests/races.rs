@@ -103,6 +103,13 @@ fn a_stopped_jvm_is_named_and_a_stale_request_never_runs() {
         "{}",
         o.stderr
     );
+    // Without a short --timeout too: said at once, not after the default 120 s (bounded by
+    // timeout(1): a hang ends with its status 124).
+    let mut c = std::process::Command::new("timeout");
+    c.args(["20", CRAC_JCMD, &app.pid.to_string(), "JDK.checkpoint"]);
+    let o = run(c);
+    assert_eq!(o.code, Some(1), "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("is stopped"), "{}", o.stderr);
     app.signal(libc::SIGCONT);
     let n = ticks(&app.out.snapshot()).last().copied().unwrap();
     app.out.wait_for("ticks after SIGCONT", |l| {
@@ -183,7 +190,13 @@ fn a_jvm_killed_during_its_checkpoint_leaves_nothing_behind() {
     // Kill it once CRIU is at work on it.
     let staging = tmp.join(".image.crac-new");
     let deadline = std::time::Instant::now() + TIMEOUT;
-    while !staging.join("dump.log").exists() {
+    // (CRIU's log is in a scratch directory; its images go to the staging directory.)
+    let started = || {
+        std::fs::read_dir(&staging)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    while !started() {
         assert!(
             std::time::Instant::now() < deadline,
             "the dump never started"

@@ -149,12 +149,43 @@ fn close_other_descriptors(keep: &[RawFd]) {
 
 fn receive(channel: &OwnedFd) -> Result<Message> {
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let n = nix::sys::socket::recv(channel.as_raw_fd(), &mut buf, MsgFlags::empty())
-        .context("reading the dump request")?;
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        channel.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("reading the dump request")?;
+    let n = msg.bytes;
+    if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+        bail!("the dump request was cut at {MAX_MESSAGE} bytes (an agent of another crac-shim version?); no image was made");
+    }
+    let mut passed = None;
+    for c in msg.cmsgs().context("reading the dump request")? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: SCM_RIGHTS installed this descriptor in our table for us.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                passed.get_or_insert(fd);
+            }
+        }
+    }
     if n == 0 {
         bail!("the JVM ended before its dump could start (killed?); no image was made");
     }
-    let m = Message::decode(&buf[..n]).context("decoding the dump request")?;
+    let head = Message::decode(&buf[..n]).context("decoding the dump request")?;
+    let m = if head.kind == kind::DUMP_IN_FD {
+        let fd = passed.context("the dump request's memfd did not arrive")?;
+        let mut bytes = Vec::new();
+        let mut file = std::fs::File::from(fd);
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+        std::io::Read::read_to_end(&mut file, &mut bytes).context("reading the dump request")?;
+        Message::decode_any_size(&bytes).context("decoding the dump request")?
+    } else {
+        head
+    };
     if m.kind != kind::DUMP {
         bail!("unexpected {:?} message from the agent", m.kind);
     }
@@ -296,6 +327,11 @@ fn dump(request: &Message) -> Result<()> {
         data_files: Vec::new(),
         listens: request.get_all("listen").map(str::to_string).collect(),
         append_files: request.get_all("append_file").map(str::to_string).collect(),
+        inherit_files: request
+            .get_all("inherit_file")
+            .filter_map(|v| v.split_once(':'))
+            .map(|(a, p)| (a.to_string(), p.to_string()))
+            .collect(),
         labels: request
             .get_all("label")
             .filter_map(|l| l.split_once('='))
@@ -313,6 +349,7 @@ fn dump(request: &Message) -> Result<()> {
         descriptors: request.get_all("descriptor").map(str::to_string).collect(),
         cpu,
         termios,
+        file_states: Vec::new(),
     };
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
@@ -340,6 +377,12 @@ fn dump(request: &Message) -> Result<()> {
                 let m = std::fs::metadata(path).ok()?;
                 Some((m.len(), m.mtime(), path.to_string()))
             })
+            .collect();
+        meta.file_states = meta
+            .check_files
+            .iter()
+            .chain(&meta.data_files)
+            .filter_map(|(_, _, path)| file_state(path))
             .collect();
         // CRIU's log as far as the dump goes (it writes on in the scratch directory).
         let _ = std::fs::copy(work.join("dump.log"), staged.fs().join("dump.log"));
@@ -463,6 +506,23 @@ fn forget_attach_socket(pid: u32) {
             _ => break,
         }
     }
+}
+
+/// The state of a file the restore will check, read as the JVM's user through a walked path
+/// (regular files only, never blocking).
+fn file_state(path: &str) -> Option<image::FileState> {
+    let (fd, _) = crac_shim_proto::safepath::open_file(
+        Path::new(path),
+        nix::unistd::geteuid().as_raw(),
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        crac_shim_proto::safepath::IfMissing::Fail,
+    )
+    .ok()?;
+    let file = std::fs::File::from(fd);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    image::FileState::of(path, &file).ok()
 }
 
 /// Metadata, then the manifest of everything (metadata included), then the swap: only a

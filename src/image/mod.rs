@@ -41,6 +41,10 @@ pub struct Metadata {
     pub listens: Vec<String>,
     /// Logs (O_WRONLY|O_APPEND) that CRIU reopens by path: created if missing.
     pub append_files: Vec<String>,
+    /// Files a policy reopens that may change (`allowChanges`), with their stand-in's access
+    /// (`r` or `rw`): the restore opens them and hands them to CRIU (`--inherit-fd`), which
+    /// would refuse their new size.
+    pub inherit_files: Vec<(String, String)>,
     /// `-XX:CRaCImageLabels`: (key, value) pairs a restore can require.
     pub labels: Vec<(String, String)>,
     /// Where and how the image was made, for `-XX:CRaCInspectImage`.
@@ -58,6 +62,81 @@ pub struct Metadata {
     pub cpu: cpu::Record,
     /// The terminal modes of the JVM's stdin at the checkpoint, if it was a terminal.
     pub termios: Option<String>,
+    /// What the files of `check_files` and `data_files` held once the JVM was frozen, finer
+    /// than their size and whole-second mtime (a write of the same size in the same second).
+    pub file_states: Vec<FileState>,
+}
+
+/// A file as the dump left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// The contents' checksum, for files up to `FileState::SUMMED` bytes.
+    pub checksum: Option<u64>,
+    pub path: String,
+}
+
+impl FileState {
+    /// Small files (configuration, a database's state) are told apart by their contents:
+    /// reading them costs little, and a copy on another host keeps its contents, not its times.
+    pub const SUMMED: u64 = 1 << 20;
+
+    /// The file at `path` now, through `fd` when given (already opened safely).
+    pub fn of(path: &str, file: &std::fs::File) -> std::io::Result<FileState> {
+        let m = file.metadata()?;
+        let checksum = if m.len() <= Self::SUMMED {
+            let mut h = manifest::Hasher::default();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
+            h.update(&bytes);
+            Some(h.finish())
+        } else {
+            None
+        };
+        Ok(FileState {
+            size: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            checksum,
+            path: path.to_string(),
+        })
+    }
+
+    /// Whether `now` holds what `self` held: the same contents where they were summed, else
+    /// the same size and modification time to the nanosecond.
+    pub fn same_as(&self, now: &FileState) -> bool {
+        if self.size != now.size {
+            return false;
+        }
+        match (self.checksum, now.checksum) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.mtime_ns == now.mtime_ns,
+        }
+    }
+
+    fn encode(&self) -> String {
+        let sum = self
+            .checksum
+            .map_or("-".to_string(), |c| format!("{c:016x}"));
+        format!("{}:{}:{sum}:{}", self.size, self.mtime_ns, self.path)
+    }
+
+    fn decode(v: &str) -> Option<FileState> {
+        let mut parts = v.splitn(4, ':');
+        let size = parts.next()?.parse().ok()?;
+        let mtime_ns = parts.next()?.parse().ok()?;
+        let checksum = match parts.next()? {
+            "-" => None,
+            c => Some(u64::from_str_radix(c, 16).ok()?),
+        };
+        Some(FileState {
+            size,
+            mtime_ns,
+            checksum,
+            path: parts.next()?.to_string(),
+        })
+    }
 }
 
 impl Metadata {
@@ -87,11 +166,17 @@ impl Metadata {
         for (size, mtime, path) in &self.data_files {
             out.push_str(&format!("data_file={size}:{mtime}:{path}\n"));
         }
+        for f in &self.file_states {
+            out.push_str(&format!("file_state={}\n", f.encode()));
+        }
         for a in &self.listens {
             out.push_str(&format!("listen={a}\n"));
         }
         for p in &self.append_files {
             out.push_str(&format!("append_file={p}\n"));
+        }
+        for (access, p) in &self.inherit_files {
+            out.push_str(&format!("inherit_file={access}:{p}\n"));
         }
         for (k, v) in &self.labels {
             out.push_str(&format!("label={}={}\n", escape(k), escape(v)));
@@ -186,6 +271,14 @@ impl Metadata {
                 .collect::<Result<_, _>>()?,
             listens: all("listen"),
             append_files: all("append_file"),
+            inherit_files: all("inherit_file")
+                .iter()
+                .map(|v| {
+                    v.split_once(':')
+                        .map(|(a, p)| (a.to_string(), p.to_string()))
+                        .ok_or_else(|| format!("metadata has a bad inherit_file {v:?}"))
+                })
+                .collect::<Result<_, _>>()?,
             labels: all("label")
                 .iter()
                 .map(|l| {
@@ -202,6 +295,13 @@ impl Metadata {
             descriptors: all("descriptor").iter().map(|a| unescape(a)).collect(),
             cpu: cpu::Record::decode(&map),
             termios: map.get("termios").map(|t| t.to_string()),
+            file_states: all("file_state")
+                .iter()
+                .map(|v| {
+                    FileState::decode(v)
+                        .ok_or_else(|| format!("metadata has a bad file_state {v:?}"))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -788,6 +888,21 @@ mod tests {
             },
             termios: Some(format!("500,5,bf,8a3b,{}", "03".repeat(32))),
             data_files: vec![(7, 1700000000, "/srv/db/data.bin".into())],
+            inherit_files: vec![("rw".into(), "/srv/db/lo:g".into())],
+            file_states: vec![
+                FileState {
+                    size: 7,
+                    mtime_ns: 1_700_000_000_123_456_789,
+                    checksum: Some(0xfeed),
+                    path: "/srv/db/da:ta.bin".into(),
+                },
+                FileState {
+                    size: 1 << 30,
+                    mtime_ns: 1,
+                    checksum: None,
+                    path: "/srv/big".into(),
+                },
+            ],
         };
         assert_eq!(Metadata::decode(&m.encode()), Ok(m.clone()));
         let other = m.encode().replace("format=2", "format=999");

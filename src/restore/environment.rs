@@ -48,21 +48,45 @@ fn reopened(path: &str) -> Result<Option<libc::stat>> {
     }
 }
 
+/// Whether `path` still holds what the dump recorded, told finer than size and seconds
+/// (`None`: no finer record, an image of an earlier build).
+fn unchanged(image: &Image, path: &str) -> Option<bool> {
+    let then = image.meta.file_states.iter().find(|f| f.path == path)?;
+    let (fd, _) = safepath::open_file(
+        Path::new(path),
+        euid(),
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        IfMissing::Fail,
+    )
+    .ok()?;
+    let now = crate::image::FileState::of(path, &std::fs::File::from(fd)).ok()?;
+    Some(then.same_as(&now))
+}
+
 pub fn check_environment(image: &Image) -> Result<()> {
     for (size, mtime, path) in &image.meta.check_files {
         match reopened(path)? {
             None => bail!("{path}, which the program had open when it was checkpointed, is unavailable (No such file or directory); restore it or checkpoint again"),
-            Some(st) if st.st_size as u64 != *size || st.st_mtime != *mtime => bail!(
+            Some(st)
+                if st.st_size as u64 != *size
+                    || st.st_mtime != *mtime
+                    || unchanged(image, path) == Some(false) =>
+            {
+                bail!(
                 "{path} changed since the checkpoint (size {} then, {} now); the program had it open for reading: put the old file back or checkpoint again",
                 size,
                 st.st_size
-            ),
+            )
+            }
             Some(_) => {}
         }
     }
     for (size, mtime, path) in &image.meta.data_files {
         match reopened(path)? {
-            Some(st) if st.st_size as u64 == *size && st.st_mtime == *mtime => {}
+            Some(st)
+                if st.st_size as u64 == *size
+                    && st.st_mtime == *mtime
+                    && unchanged(image, path) != Some(false) => {}
             Some(st) => bail!(
                 "{path} was written after the checkpoint (size {size} then, {} now): the program reopens it and would go on from its memory of the older contents, silently losing what was written since (another copy of this image, or the original after the checkpoint); restore against the data as it was at the checkpoint (a copy per restored program), or say the program copes with `allowChanges: true` in the policy rule that reopens it",
                 st.st_size
@@ -102,4 +126,25 @@ pub fn check_environment(image: &Image) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The files a policy reopens that may have changed (`inherit_files`), opened for CRIU to
+/// inherit (close-on-exec cleared), each through its walked path.
+pub fn open_inherited_files(image: &Image) -> Result<Vec<(std::os::fd::OwnedFd, String)>> {
+    let mut out = Vec::new();
+    for (access, path) in &image.meta.inherit_files {
+        reopened(path)?;
+        let flags = if access == "rw" {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        };
+        let (fd, _) = safepath::open_file(Path::new(path), euid(), flags, IfMissing::Fail)
+            .map_err(|why| {
+                anyhow::anyhow!("cannot reopen {path} for the restored program: {why}")
+            })?;
+        safepath::inheritable(&fd)?;
+        out.push((fd, path.clone()));
+    }
+    Ok(out)
 }

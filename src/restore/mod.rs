@@ -181,6 +181,12 @@ fn attempt(
         .map(|(fd, key)| (fd.as_raw_fd(), key.clone()))
         .collect();
     inherit.push((theirs.as_raw_fd(), image.meta.channel.clone()));
+    // Files that may have changed since (allowChanges), opened here through their walked path
+    // and handed in: CRIU would refuse their new size. Held until CRIU is done.
+    let handed = environment::open_inherited_files(image)?;
+    for (fd, path) in &handed {
+        inherit.push((fd.as_raw_fd(), path.trim_start_matches('/').to_string()));
+    }
     let mut extra = image.meta.restore_args.clone();
     // A server often holds TCP sockets its peers already closed (not yet reaped): CRIU wants
     // to be told what to do with them; closed they were, closed they come back. Connections
@@ -214,6 +220,7 @@ fn attempt(
         restored.supervise_here(&req.criu, &args, theirs, signals, None)?
     };
     drop(stdio);
+    drop(handed);
     let _ = std::fs::remove_dir_all(&work);
     Ok(exit)
 }

@@ -8,6 +8,7 @@ import java.nio.charset.StandardCharsets;
  * Test program: writes "line N" to a file every 50 ms and prints "tick N".
  *   write=PATH    the file is opened for writing (truncated, not append)
  *   append=PATH   the file is opened for appending (a log)
+ *   rewrite=PATH  a 16-byte record is rewritten in place at offset 0 every 20 ms (RandomAccessFile)
  *   then "lock"   the program locks the whole file (FileChannel.lock(), a POSIX lock)
  * A line "close" on stdin closes the file (then only ticks go on).
  */
@@ -16,6 +17,17 @@ public class Files {
 
     public static void main(String[] args) throws Exception {
         String spec = args[0];
+        if (spec.startsWith("rewrite=")) {
+            java.io.RandomAccessFile record = new java.io.RandomAccessFile(spec.substring(8), "rw");
+            for (int i = 1; ; i++) {
+                record.seek(0);
+                record.write(String.format("record %08d\n", i).getBytes(StandardCharsets.UTF_8));
+                if (i % 5 == 0) {
+                    System.out.println("tick " + (i / 5));
+                }
+                Thread.sleep(20);
+            }
+        }
         boolean append = spec.startsWith("append=");
         String path = spec.substring(spec.indexOf('=') + 1);
         FileOutputStream file = new FileOutputStream(path, append);

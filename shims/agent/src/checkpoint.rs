@@ -448,7 +448,7 @@ fn dump_prepared(
     }
     drop(places.installed);
 
-    nix::sys::socket::send(agent_end.as_raw_fd(), &dump.encode(), MsgFlags::empty())?;
+    send_whole(&agent_end, &dump.encode())?;
     let (reply, stdio) = receive(&agent_end)?;
     Ok(finish(reply, stdio, &reads_before))
 }
@@ -505,6 +505,17 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
             // the program back silently (the helper records its state once the dump is done).
             (Class::WriteFile, Action::Reopen) if !e.allow_changes => {
                 dump.push("data_file", &e.path)
+            }
+            // A file that may have changed by the restore, with a stand-in at its offset:
+            // CRIU would refuse it for its new size, so the restore opens it and hands it in
+            // (the agent reopens it by path right after, as always).
+            (Class::WriteFile, Action::Reopen) if e.flags & libc::O_APPEND == 0 => {
+                let access = if e.flags & libc::O_ACCMODE == libc::O_RDONLY {
+                    "r"
+                } else {
+                    "rw"
+                };
+                dump.push("inherit_file", format!("{access}:{}", e.path))
             }
             (Class::ConnectedTcp, Action::Keep) => {
                 tcp_established = true;
@@ -655,6 +666,36 @@ fn relay_one_read(count: usize, writer: OwnedFd) {
     if let Err(e) = relay {
         warn(&format!("cannot relay stdin after the checkpoint: {e}"));
     }
+}
+
+/// Sends the dump request whole, whatever its size (thousands of jars, descriptors, labels):
+/// in a memfd passed along, not in one datagram of the channel, which would cut it.
+fn send_whole(channel: &OwnedFd, bytes: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated literal name; the descriptor is ours.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"crac-shim-dump-request".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut std::fs::File::from(memfd.try_clone()?), bytes)?;
+    let head = format!("{}\n", crac_shim_proto::kind::DUMP_IN_FD);
+    let fds = [memfd.as_raw_fd()];
+    nix::sys::socket::sendmsg::<()>(
+        channel.as_raw_fd(),
+        &[std::io::IoSlice::new(head.as_bytes())],
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    // Closed here: the helper holds its own, and nothing of it goes into the image.
+    drop(memfd);
+    Ok(())
 }
 
 /// Waits for the one reply on the channel, with any descriptors passed along.

@@ -382,8 +382,10 @@ pub struct Reopen {
 
 /// Replaces what is to be closed by /dev/null (keeping the number taken), and what is to be
 /// reopened by a second open file on the same path, so that what the program writes while
-/// the dump is prepared still lands in the file at the right place. A file written at its end
-/// gets an O_WRONLY|O_APPEND stand-in, which CRIU reopens by path without checking the size.
+/// the dump is prepared still lands in the file at the right place. A file opened for
+/// appending gets an O_WRONLY|O_APPEND stand-in, which CRIU reopens by path without checking
+/// the size; one written in place a stand-in at its offset (which a restore of a file that may
+/// have changed hands to CRIU itself: `inherit_file`).
 pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
     let mut reopen = Vec::new();
     let mut private = Vec::new();
@@ -412,8 +414,10 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
             ),
             Action::Reopen if !criu_reopens(e) => {
                 let writable = e.flags & libc::O_ACCMODE != libc::O_RDONLY;
-                let at_end =
-                    writable && (e.flags & libc::O_APPEND != 0 || e.offset as u64 >= e.size);
+                // Only a file opened for appending is written at its end: one written in
+                // place (a record rewritten at offset 0, a file written sequentially) keeps
+                // its offset, or what the program writes before the dump would land at the end.
+                let at_end = writable && e.flags & libc::O_APPEND != 0;
                 let f = if at_end {
                     std::fs::OpenOptions::new().append(true).open(&e.path)?
                 } else {

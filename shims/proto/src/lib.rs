@@ -327,6 +327,8 @@ pub struct Message {
 
 /// Kinds of channel messages.
 pub mod kind {
+    /// The dump request travels in a memfd passed with this message (any size arrives whole).
+    pub const DUMP_IN_FD: &str = "dump_in_fd";
     /// Agent to helper: everything the dump needs (the JVM is ready to be dumped).
     pub const DUMP: &str = "dump";
     /// Helper to agent: the dump failed; the original stdio comes along as SCM_RIGHTS.
@@ -427,6 +429,12 @@ impl Message {
         if bytes.len() > MAX_MESSAGE {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
+        Message::decode_any_size(bytes)
+    }
+
+    /// `decode` without the size limit, for what arrives whole from a trusted peer (the dump
+    /// request, in a memfd).
+    pub fn decode_any_size(bytes: &[u8]) -> Result<Message, DecodeError> {
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)?;
         if text.is_empty() {
             return Err(DecodeError::Empty);

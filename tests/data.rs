@@ -1,0 +1,169 @@
+//! Nothing lost, nothing rolled back: writes in place stay in place through checkpoints, a
+//! change of the same size in the same second is still a change, and a dump request of any
+//! size arrives whole.
+
+mod support;
+use std::process::Command;
+use support::*;
+
+fn policy(tmp: &TempDir, rule: &str) -> std::path::PathBuf {
+    let p = tmp.join("policy.yaml");
+    std::fs::write(&p, rule).unwrap();
+    p
+}
+
+fn keep_running_checkpoint(pid: u32) {
+    let mut c = Command::new(CRAC_JCMD);
+    c.args([&pid.to_string(), "JDK.checkpoint", "keep_running=true"]);
+    let o = run(c);
+    assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
+}
+
+#[test]
+fn a_record_rewritten_in_place_stays_in_place_through_checkpoints() {
+    require_checkpoint!();
+    let tmp = TempDir::new("inplace");
+    let image = tmp.join("image");
+    let record = tmp.join("record.dat");
+    let rule = policy(
+        &tmp,
+        &format!(
+            "type: file\npath: {}\naction: reopen\nallowChanges: true\n",
+            record.display()
+        ),
+    );
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", rule.display()));
+    separate_temp_dir(&mut cmd, &tmp);
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("rewrite={}", record.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    let size = || std::fs::metadata(&record).unwrap().len();
+    for round in 1..=3 {
+        keep_running_checkpoint(app.pid);
+        let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+        app.out
+            .wait_for("ticks after", |l| tick(l).is_some_and(|t| t > n + 3));
+        assert_eq!(size(), 16, "after keep_running checkpoint {round}");
+    }
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    app.wait();
+    let restored = restore(&image);
+    restored.out.wait_for("ticks after restore", |l| {
+        tick(l).is_some_and(|t| t > last + 3)
+    });
+    assert_eq!(size(), 16, "after the restore");
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        text.starts_with("record ") && text.ends_with('\n'),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_change_of_the_same_size_in_the_same_second_is_caught() {
+    require_checkpoint!();
+    let tmp = TempDir::new("samesize");
+    let image = tmp.join("image");
+    let data = tmp.join("data.txt");
+    let rule = policy(
+        &tmp,
+        &format!("type: file\npath: {}\naction: reopen\n", data.display()),
+    );
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", rule.display()));
+    separate_temp_dir(&mut cmd, &tmp);
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", data.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
+    checkpoint_ok(app.pid);
+    app.wait();
+    // Someone rewrites one byte: same size, and the modification time put back as it was
+    // (to the nanosecond: as fast as a program writing within the same second, or a copy
+    // made with cp -p).
+    let before = std::fs::metadata(&data).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[0] = b'L';
+    std::fs::write(&data, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    one_line_error(
+        &o,
+        &[&format!(
+            "{} was written after the checkpoint",
+            data.display()
+        )],
+    );
+    assert_eq!(std::fs::read(&data).unwrap(), bytes, "nothing touched");
+}
+
+/// An empty zip archive (its end-of-central-directory record): a valid class path entry.
+const EMPTY_JAR: [u8; 22] = [
+    b'P', b'K', 5, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+#[test]
+fn three_hundred_jars_on_long_paths_arrive_whole() {
+    require_checkpoint!();
+    let tmp = TempDir::new("jars");
+    let image = tmp.join("image");
+    // Long paths, as a big distribution's lib directory: about 80 KiB of jar paths, which the
+    // JVM keeps open (it searches each for the main class, found last).
+    let lib = tmp.join(&"a-rather-long-directory-name-of-libraries-".repeat(5));
+    std::fs::create_dir_all(&lib).unwrap();
+    let jars: Vec<std::path::PathBuf> = (0..300)
+        .map(|i| {
+            let j = lib.join(format!(
+                "some-library-with-a-descriptive-name-{i:03}-1.2.3.jar"
+            ));
+            std::fs::write(&j, EMPTY_JAR).unwrap();
+            j
+        })
+        .collect();
+    let class_path = jars
+        .iter()
+        .map(|j| j.display().to_string())
+        .chain(std::iter::once(classes().display().to_string()))
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut cmd = crac_java();
+    cmd.arg(format!("-XX:CRaCCheckpointTo={}", image.display()))
+        .arg("-Xmx64m")
+        .arg("-cp")
+        .arg(&class_path)
+        .arg("Ticker")
+        .stdin(std::process::Stdio::piped());
+    let mut app = Proc::spawn(cmd);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    app.wait();
+    let meta = std::fs::read_to_string(image.join("crac-shim.meta")).unwrap();
+    let recorded = meta
+        .lines()
+        .filter(|l| l.starts_with("check_file=") && l.contains("some-library-with"))
+        .count();
+    assert_eq!(recorded, 300, "every jar's record arrived");
+    let restored = restore(&image);
+    restored
+        .out
+        .wait_for("ticks after restore", |l| tick(l).is_some_and(|t| t > last));
+}

@@ -349,6 +349,7 @@ fn dump(request: &Message) -> Result<()> {
         descriptors: request.get_all("descriptor").map(str::to_string).collect(),
         cpu,
         termios,
+        caps: image::caps::Sets::of(&pid.to_string()),
         file_states: Vec::new(),
     };
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native

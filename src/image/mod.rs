@@ -1,5 +1,6 @@
 //! An image directory: CRIU's files plus our metadata, and the checks made before using one.
 
+pub mod caps;
 pub mod cpu;
 pub mod inspect;
 pub mod manifest;
@@ -62,6 +63,8 @@ pub struct Metadata {
     pub cpu: cpu::Record,
     /// The terminal modes of the JVM's stdin at the checkpoint, if it was a terminal.
     pub termios: Option<String>,
+    /// The capability sets the checkpointed JVM held (`None`: an image of an earlier build).
+    pub caps: Option<caps::Sets>,
     /// What the files of `check_files` and `data_files` held once the JVM was frozen, finer
     /// than their size and whole-second mtime (a write of the same size in the same second).
     pub file_states: Vec<FileState>,
@@ -165,6 +168,9 @@ impl Metadata {
         }
         for (size, mtime, path) in &self.data_files {
             out.push_str(&format!("data_file={size}:{mtime}:{path}\n"));
+        }
+        if let Some(c) = &self.caps {
+            out.push_str(&format!("caps={}\n", c.encode()));
         }
         for f in &self.file_states {
             out.push_str(&format!("file_state={}\n", f.encode()));
@@ -295,6 +301,7 @@ impl Metadata {
             descriptors: all("descriptor").iter().map(|a| unescape(a)).collect(),
             cpu: cpu::Record::decode(&map),
             termios: map.get("termios").map(|t| t.to_string()),
+            caps: map.get("caps").and_then(|c| caps::Sets::decode(c)),
             file_states: all("file_state")
                 .iter()
                 .map(|v| {
@@ -442,6 +449,11 @@ pub enum OpenError {
         mismatch: cpu::Mismatch,
         exact: bool,
     },
+    /// Capabilities the checkpointed program held that this restore cannot give back.
+    Capabilities {
+        dir: PathBuf,
+        missing: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for OpenError {
@@ -512,6 +524,20 @@ impl std::fmt::Display for OpenError {
                     None => "it has no such label".to_string(),
                 }
             ),
+            Capabilities { dir, missing } => write!(
+                f,
+                "{} cannot be restored here: the checkpointed program held {}, which this restore cannot give back (crac-java's capability bounding set lacks {}; CRIU would wait forever); grant {} to the restore (docker run or podman run --cap-add {}), or checkpoint the program without {}",
+                dir.display(),
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" },
+                missing
+                    .iter()
+                    .map(|m| m.trim_start_matches("CAP_"))
+                    .collect::<Vec<_>>()
+                    .join(" --cap-add "),
+                if missing.len() == 1 { "it" } else { "them" },
+            ),
             Cpu { dir, mismatch, exact } => write!(
                 f,
                 "{} cannot be restored on this CPU: {mismatch}; {}",
@@ -548,6 +574,7 @@ pub fn open(dir: &Path, checks: &Checks) -> Result<Image, OpenError> {
     if checks.cpu != cpu::Check::Skip {
         check_cpu(dir, &meta, checks.cpu, &cpu::Machine::here())?;
     }
+    check_capabilities(dir, &meta)?;
     check_files(&fs, dir, checks.verify)?;
     let pstree = std::fs::read(fs.join("pstree.img"))
         .map_err(|e| OpenError::Incomplete(dir.to_path_buf(), e))?;
@@ -609,6 +636,21 @@ pub fn check_trust(dir: &Path) -> Result<Held, OpenError> {
         other => other,
     })?;
     Ok(held)
+}
+
+/// The capabilities the program held can be given back by a CRIU we start.
+pub fn check_capabilities(dir: &Path, meta: &Metadata) -> Result<(), OpenError> {
+    let (Some(sets), Some(bounding)) = (meta.caps, caps::our_bounding()) else {
+        return Ok(());
+    };
+    let missing = caps::missing(&sets, bounding);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(OpenError::Capabilities {
+        dir: dir.to_path_buf(),
+        missing,
+    })
 }
 
 /// Reads the metadata through `fs`, naming the image `shown`.
@@ -889,6 +931,11 @@ mod tests {
             termios: Some(format!("500,5,bf,8a3b,{}", "03".repeat(32))),
             data_files: vec![(7, 1700000000, "/srv/db/data.bin".into())],
             inherit_files: vec![("rw".into(), "/srv/db/lo:g".into())],
+            caps: Some(caps::Sets {
+                inheritable: 0,
+                permitted: 1 << 40,
+                ambient: 0,
+            }),
             file_states: vec![
                 FileState {
                     size: 7,

@@ -143,6 +143,45 @@ pub fn restore_operation(image: &Image, new_pid_namespace: bool) -> crate::privi
     }
 }
 
+/// Signals that end a restore still under way (the program is not running yet to get them).
+const ENDS_A_RESTORE: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// How long CRIU may sit after logging an error before it counts as stuck: long enough for
+/// it to clean up and exit by itself, which it does after any error it can recover from.
+const STUCK_AFTER_ERROR: Duration = Duration::from_secs(3);
+
+/// Watches CRIU's restore log for an error after which nothing more happens.
+struct StallWatch {
+    log: PathBuf,
+    len: u64,
+    since: Instant,
+}
+
+impl StallWatch {
+    fn new(log: PathBuf) -> StallWatch {
+        StallWatch {
+            log,
+            len: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// CRIU's error line, once the log has had one and not grown for `STUCK_AFTER_ERROR`.
+    fn stuck(&mut self) -> Option<String> {
+        let len = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        if len != self.len {
+            self.len = len;
+            self.since = Instant::now();
+            return None;
+        }
+        if self.since.elapsed() < STUCK_AFTER_ERROR {
+            return None;
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        criu::first_error(&text)
+    }
+}
+
 /// CRIU could not give the restored JVM its pid: it is still in use.
 #[derive(Debug)]
 struct PidCollision;
@@ -437,8 +476,25 @@ impl Restored<'_> {
         let mut app_running = false;
         let mut pending: Vec<libc::c_int> = Vec::new();
         let deadline = Instant::now() + restore_timeout();
+        let mut stall = StallWatch::new(self.work.join("restore.log"));
         loop {
-            let wait = (!app_running).then(|| deadline.saturating_duration_since(Instant::now()));
+            // While CRIU works, looked at a few times a second: a CRIU stuck after an error of
+            // its own (a restorer that cannot give capabilities back waits forever) is ended.
+            let wait = (!app_running).then(|| {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200))
+            });
+            if !app_running {
+                if let Some(error) = stall.stuck() {
+                    supervise::end_everything_below_us();
+                    bail!(
+                        "CRIU restore of {} stopped after an error of its own: {error} (log: {}; the image is unchanged)",
+                        self.image.dir.display(),
+                        self.work.join("restore.log").display()
+                    );
+                }
+            }
             match supervise::next_event(signals, wait) {
                 Event::Timeout if !app_running && Instant::now() >= deadline => {
                     // CRIU hangs on some damaged images: end it and what it started (the
@@ -460,6 +516,16 @@ impl Restored<'_> {
                         if !from_terminal {
                             supervise::send(app_pid, signal);
                         }
+                    } else if ENDS_A_RESTORE.contains(&signal) {
+                        // Asked to end while the copy is not yet running (a container's
+                        // stop, Ctrl-C): the restore ends at once, whatever CRIU is doing,
+                        // and nothing of it is left.
+                        supervise::end_everything_below_us();
+                        let exit = Exit::Signal(signal);
+                        if let Some(r) = report.as_mut() {
+                            r.write_all(format!("exit {}\n", exit.to_wait_status()).as_bytes())?;
+                        }
+                        return Ok(exit);
                     } else {
                         pending.push(signal);
                     }

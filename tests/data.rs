@@ -167,3 +167,127 @@ fn three_hundred_jars_on_long_paths_arrive_whole() {
         .out
         .wait_for("ticks after restore", |l| tick(l).is_some_and(|t| t > last));
 }
+
+/// The CRaC article's program: a writer left open on `/tmp/test/CRACTest/out.txt` (under the
+/// JVM's temp directory, but not a name the JDK made up) is the program's data: the checkpoint
+/// is refused naming it, and the JVM goes on.
+#[test]
+fn a_data_file_under_the_temp_directory_is_refused_and_the_jvm_goes_on() {
+    require_checkpoint!();
+    let tmp = TempDir::new("article");
+    let image = tmp.join("image");
+    let jvm_tmp = tmp.join("jvm-tmp");
+    let out = jvm_tmp.join("test/CRACTest/out.txt");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()));
+    let app =
+        start_checkpointable_with(cmd, &image, "Files", &[&format!("write={}", out.display())]);
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{} {}", o.stdout, o.stderr);
+    let said = format!("{}{}", o.stdout, o.stderr);
+    assert!(said.contains(&out.display().to_string()), "{said}");
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the JVM going on", |l| tick(l).is_some_and(|t| t > n + 3));
+    assert!(!image.join("crac-shim.meta").exists());
+}
+
+/// A temp file the JDK made, edited by someone after the checkpoint: the restored copy keeps
+/// its own contents (in memory) and says so; the edit and the file's mode stay.
+#[test]
+fn an_edit_to_a_temp_file_after_the_checkpoint_is_never_undone() {
+    require_checkpoint!();
+    let tmp = TempDir::new("tempedit");
+    let image = tmp.join("image");
+    let jvm_tmp = tmp.join("jvm-tmp");
+    std::fs::create_dir(&jvm_tmp).unwrap();
+    // Named as File.createTempFile("job", ".txt") names it.
+    let scratch = jvm_tmp.join("job3316592117488201127.txt");
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()));
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", scratch.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    checkpoint_ok(app.pid);
+    let last = *ticks(&app.out.all()).last().unwrap();
+    app.wait();
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&scratch)
+        .unwrap()
+        .write_all(b"the operator's note\n")
+        .unwrap();
+    std::fs::set_permissions(
+        &scratch,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let edited = std::fs::read(&scratch).unwrap();
+    let restored = restore(&image);
+    restored.out.wait_for("ticks after restore", |l| {
+        tick(l).is_some_and(|t| t > last + 3)
+    });
+    restored.err.wait_for("the copy says so", |l| {
+        l.contains("changed since the checkpoint")
+    });
+    assert_eq!(std::fs::read(&scratch).unwrap(), edited, "the edit stays");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&scratch).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o640, "the mode stays");
+}
+
+/// A policy rule wins over the temp-file guess: a `reopen` rule for a file the JDK made in the
+/// temp directory makes it data, checked at restore like any other.
+#[test]
+fn a_reopen_rule_under_the_temp_directory_wins() {
+    require_checkpoint!();
+    let tmp = TempDir::new("tempruled");
+    let image = tmp.join("image");
+    let jvm_tmp = tmp.join("jvm-tmp");
+    std::fs::create_dir(&jvm_tmp).unwrap();
+    let data = jvm_tmp.join("data4405286012235946190.bin");
+    let rule = policy(
+        &tmp,
+        &format!("type: file\npath: {}\naction: reopen\n", data.display()),
+    );
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()))
+        .arg(format!("-Djdk.crac.resource-policies={}", rule.display()));
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", data.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    checkpoint_ok(app.pid);
+    app.wait();
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&data)
+        .unwrap()
+        .write_all(b"written since\n")
+        .unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    one_line_error(
+        &o,
+        &[&format!(
+            "{} was written after the checkpoint",
+            data.display()
+        )],
+    );
+}

@@ -528,8 +528,10 @@ fn temp_files_checkpoint_without_a_policy_and_every_copy_has_its_own() {
     let image = tmp.join("image");
     let jvm_tmp = tmp.join("jvm-tmp");
     std::fs::create_dir(&jvm_tmp).unwrap();
-    let scratch = jvm_tmp.join("work/scratch.tmp");
-    std::fs::create_dir(jvm_tmp.join("work")).unwrap();
+    // A directory named as Files.createTempDirectory("work") names it: the JDK's own.
+    let work = jvm_tmp.join("work8023371219386503117");
+    let scratch = work.join("scratch.tmp");
+    std::fs::create_dir(&work).unwrap();
     let mut cmd = crac_java();
     cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()));
     cmd.arg("-XX:+CRaCPrintResourcesOnCheckpoint");
@@ -603,7 +605,7 @@ fn temp_files_checkpoint_without_a_policy_and_every_copy_has_its_own() {
     drop(second);
 
     // On a host where the path is gone (a fresh container's /tmp), it comes back.
-    std::fs::remove_dir_all(jvm_tmp.join("work")).unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
     let third = restore(&image);
     third.out.wait_for("a tick", |l| tick(l).is_some());
     let deadline = std::time::Instant::now() + TIMEOUT;

@@ -214,7 +214,8 @@ fn temp_directories_planted_as_links_are_not_followed() {
     let image = tmp.join("image");
     let jvm_tmp = tmp.join("jvm-tmp");
     dir(&jvm_tmp, 0o1777);
-    let work = jvm_tmp.join("work");
+    // Named as Files.createTempDirectory("work") names it: the JDK's own.
+    let work = jvm_tmp.join("work8023371219386503117");
     dir(&work, 0o755);
     let scratch = work.join("scratch.tmp");
     let mut cmd = crac_java();

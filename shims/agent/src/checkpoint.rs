@@ -503,13 +503,16 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
             }
             // A data file reopened for writing: restoring against newer contents would roll
             // the program back silently (the helper records its state once the dump is done).
-            (Class::WriteFile, Action::Reopen) if !e.allow_changes => {
+            // (A policy rule wins over the temp-file guess: a temp file it reopens is data.)
+            (Class::WriteFile | Class::TempFile, Action::Reopen) if !e.allow_changes => {
                 dump.push("data_file", &e.path)
             }
             // A file that may have changed by the restore, with a stand-in at its offset:
             // CRIU would refuse it for its new size, so the restore opens it and hands it in
             // (the agent reopens it by path right after, as always).
-            (Class::WriteFile, Action::Reopen) if e.flags & libc::O_APPEND == 0 => {
+            (Class::WriteFile | Class::TempFile, Action::Reopen)
+                if e.flags & libc::O_APPEND == 0 =>
+            {
                 let access = if e.flags & libc::O_ACCMODE == libc::O_RDONLY {
                     "r"
                 } else {

@@ -284,7 +284,7 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
                 }
                 // Logs (append-only) are shared by every copy: reopened, not private.
                 libc::S_IFREG if flags & libc::O_APPEND != 0 => Class::AppendFile,
-                libc::S_IFREG if crate::tempfiles::is_temp_file(&path, &st) => Class::TempFile,
+                libc::S_IFREG if crate::tempfiles::is_temp_file(&path, &st, fd) => Class::TempFile,
                 libc::S_IFREG => Class::WriteFile,
                 libc::S_IFDIR => Class::Directory,
                 libc::S_IFCHR if JVM_DEVICES.contains(&path.as_str()) => Class::JvmInternal,

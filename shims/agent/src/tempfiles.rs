@@ -43,13 +43,20 @@ fn temp_dir() -> String {
     format!("{}/", real.trim_end_matches('/'))
 }
 
-/// The file's birth time in nanoseconds since the epoch, where the file system records it.
-fn birth_ns(path: &str) -> Option<u64> {
-    let c = std::ffi::CString::new(path).ok()?;
-    // SAFETY: statx writes into a zeroed local struct; the path is NUL-terminated.
+/// The birth time (ns since the epoch) of the file open on `fd`, where the file system
+/// records it.
+fn birth_ns(fd: RawFd) -> Option<u64> {
+    // SAFETY: statx of an open descriptor (empty name, AT_EMPTY_PATH) into a zeroed local.
     let st = unsafe {
         let mut st = std::mem::zeroed::<libc::statx>();
-        if libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_BTIME, &mut st) != 0 {
+        if libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_BTIME,
+            &mut st,
+        ) != 0
+        {
             return None;
         }
         st
@@ -58,15 +65,42 @@ fn birth_ns(path: &str) -> Option<u64> {
         .then(|| st.stx_btime.tv_sec as u64 * 1_000_000_000 + u64::from(st.stx_btime.tv_nsec))
 }
 
-/// The rule: a regular file open for writing (not append-only: a log is shared by every copy,
-/// and reopened), under java.io.tmpdir, ours, born after the JVM started. A file that existed
-/// before (shared scratch space, another program's file) is not.
-pub fn is_temp_file(path: &str, st: &libc::stat) -> bool {
+/// Whether `name` carries what the JDK puts in the names it makes up
+/// (`File.createTempFile`, `Files.createTempFile`, `Files.createTempDirectory`: the prefix,
+/// an unsigned random long, the suffix): a run of at least 15 digits (a random long has fewer
+/// once in 200 000). Dates and millisecond clocks in names have fewer.
+pub fn jdk_made_name(name: &str) -> bool {
+    name.split(|c: char| !c.is_ascii_digit())
+        .any(|run| run.len() >= 15)
+}
+
+/// The rule: a regular file open for writing, ours, born after the JVM started, and made by
+/// the JDK's temp-file machinery: named as it names files, directly in java.io.tmpdir or in a
+/// directory it made there; or already unlinked (nobody can reach it by a path). Any other
+/// file, under /tmp or not, is the program's data: refused unless a policy rule says what to
+/// do with it (as a CRaC JDK does).
+pub fn is_temp_file(path: &str, st: &libc::stat, fd: RawFd) -> bool {
     // SAFETY: geteuid cannot fail.
     let ours = st.st_uid == unsafe { libc::geteuid() };
-    ours && path.starts_with(&temp_dir())
-        && birth_ns(path)
-            .is_some_and(|b| b >= STARTED_NS.load(std::sync::atomic::Ordering::Acquire))
+    let born_here =
+        || birth_ns(fd).is_some_and(|b| b >= STARTED_NS.load(std::sync::atomic::Ordering::Acquire));
+    if !ours {
+        return false;
+    }
+    if path.ends_with(" (deleted)") && st.st_nlink == 0 {
+        return born_here();
+    }
+    let tmp = temp_dir();
+    let Some(below) = path.strip_prefix(&tmp) else {
+        return false;
+    };
+    let parts: Vec<&str> = below.split('/').collect();
+    let jdk_made = match parts.as_slice() {
+        [name] => jdk_made_name(name),
+        [first, ..] => jdk_made_name(first),
+        [] => false,
+    };
+    jdk_made && born_here()
 }
 
 /// A temp file of the program's: its descriptor number, path and the file that holds (or
@@ -76,6 +110,11 @@ struct Record {
     path: String,
     /// The file it had at the checkpoint (dev, ino): the one a copy may take back.
     file: (u64, u64),
+    /// That file's size and modification time (ns) as the checkpoint left it: a copy takes
+    /// the path back only from a file nobody changed since, and never over someone's edit.
+    state: (i64, i128),
+    /// Its mode, which the copy's new file gets.
+    mode: u32,
     /// A memfd stands in for it (after a restore: until the copy takes the path back).
     memfd: bool,
 }
@@ -138,11 +177,20 @@ fn swap_onto(fd: RawFd, file: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Size and modification time in nanoseconds.
+fn state_of(st: &libc::stat) -> (i64, i128) {
+    (
+        st.st_size,
+        i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+    )
+}
+
 /// Before the dump: a memfd with the file's contents takes the program's descriptor.
 pub fn make_private(e: &Entry) -> std::io::Result<Private> {
-    let file = crate::scan::fstat(e.fd)
-        .map(|st| (st.st_dev, st.st_ino))
-        .unwrap_or((0, 0));
+    let st = crate::scan::fstat(e.fd);
+    let file = st.map(|st| (st.st_dev, st.st_ino)).unwrap_or((0, 0));
+    let state = st.map(|st| state_of(&st)).unwrap_or((-1, -1));
+    let mode = st.map(|st| st.st_mode & 0o7777).unwrap_or(0o600);
     let stand_in = memfd()?;
     copy_contents(e.fd, &stand_in)?;
     swap_onto(e.fd, &stand_in)?;
@@ -152,6 +200,8 @@ pub fn make_private(e: &Entry) -> std::io::Result<Private> {
             fd: e.fd,
             path: e.path.clone(),
             file,
+            state,
+            mode,
             memfd: true,
         });
     }
@@ -230,6 +280,15 @@ fn take_path(r: &Record) -> Option<(u64, u64)> {
     let cname = std::ffi::CString::new(name.as_encoded_bytes()).ok()?;
     match safepath::lstatat(dir.as_raw_fd(), &name) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(st) if (st.st_dev, st.st_ino) == r.file && state_of(&st) != r.state => {
+            // Changed since the checkpoint (an operator's edit, the original going on): never
+            // replaced; this copy keeps its own.
+            crate::sys::warn(&format!(
+                "{} changed since the checkpoint: this copy keeps its own temp file (in memory) and leaves that one as it is",
+                r.path
+            ));
+            return None;
+        }
         Ok(st) if (st.st_dev, st.st_ino) == r.file => {
             // The checkpointed JVM's own file: free unless a live JVM locks it.
             let f = safepath::openat(dir.as_raw_fd(), &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
@@ -253,6 +312,9 @@ fn take_path(r: &Record) -> Option<(u64, u64)> {
         0o600,
     )
     .ok()?;
+    // The file's own mode, as the checkpoint found it (not the umask's idea).
+    // SAFETY: fchmod on the descriptor we just created.
+    unsafe { libc::fchmod(file.as_raw_fd(), r.mode) };
     // SAFETY: flock on our descriptor of the new file: this copy holds the path now.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
         return None;
@@ -261,4 +323,20 @@ fn take_path(r: &Record) -> Option<(u64, u64)> {
     swap_onto(r.fd, &file).ok()?;
     let st = crate::scan::fstat(file.as_raw_fd())?;
     Some((st.st_dev, st.st_ino))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_jdk_makes_up_are_told_from_others() {
+        assert!(jdk_made_name("job3316592117488201127.txt"));
+        assert!(jdk_made_name("work8023371219386503117"));
+        assert!(jdk_made_name("+~JF18446744073709551615.tmp"));
+        assert!(!jdk_made_name("out.txt"));
+        assert!(!jdk_made_name("derby.log"));
+        assert!(!jdk_made_name("backup-20261204170000.tar"));
+        assert!(!jdk_made_name("metrics-1796403510000.json"));
+    }
 }

@@ -143,6 +143,31 @@ pub fn restore_operation(image: &Image, new_pid_namespace: bool) -> crate::privi
     }
 }
 
+/// Whether the restored copy already runs on its own (CRIU resumed it and is on its way out):
+/// a signal then is the copy's, delivered once CRIU is reaped.
+fn copy_runs(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let untraced = status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .is_some_and(|t| t.trim() == "0");
+    let not_criu = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|e| {
+            e.file_name()
+                .map(|n| !n.to_string_lossy().starts_with("criu"))
+        })
+        .unwrap_or(false);
+    untraced
+        && not_criu
+        && !matches!(
+            supervise::process_state(pid),
+            None | Some('t' | 'T' | 'Z' | 'X')
+        )
+}
+
 /// Signals that end a restore still under way (the program is not running yet to get them).
 const ENDS_A_RESTORE: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
@@ -516,7 +541,10 @@ impl Restored<'_> {
                         if !from_terminal {
                             supervise::send(app_pid, signal);
                         }
-                    } else if ENDS_A_RESTORE.contains(&signal) {
+                    } else if ENDS_A_RESTORE.contains(&signal)
+                        && !copy_runs(app_pid as u32)
+                        && !matches!(supervise::process_state(criu_pid as u32), None | Some('Z'))
+                    {
                         // Asked to end while the copy is not yet running (a container's
                         // stop, Ctrl-C): the restore ends at once, whatever CRIU is doing,
                         // and nothing of it is left.

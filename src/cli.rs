@@ -198,6 +198,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                 _ => {}
             }
         }
+        // CRaC 17's older names, with the same meaning: -XX:CREngine= and
+        // -XX:+CRPrintResourcesOnCheckpoint.
+        let text = match old_crac_name(&text) {
+            Some(today) => std::borrow::Cow::Owned(today),
+            None => text,
+        };
         if let Some(crac) = text.strip_prefix("-XX:").filter(|r| {
             let name = r.trim_start_matches(['+', '-']);
             name.starts_with("CRaC")
@@ -219,6 +225,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                 Some((n, v)) => (n, Some(v)),
                 None => (crac, None),
             };
+            let empty = value == Some("");
             let value = |flag: &'static str| -> Result<PathBuf, UsageError> {
                 match value {
                     Some(v) if !v.is_empty() => {
@@ -233,6 +240,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                 "CRaCRestoreFrom" => inv.restore_from = Some(value("-XX:CRaCRestoreFrom")?),
                 "CRaCShimJava" => inv.java = Some(value("-XX:CRaCShimJava")?),
                 "CRaCEngine" => inv.engine = Some(value("-XX:CRaCEngine")?),
+                // Empty means no options (CRaC's own test library passes one at restore).
+                "CRaCEngineOptions" if empty => {}
                 "CRaCEngineOptions" => {
                     let spec = value("-XX:CRaCEngineOptions")?;
                     inv.engine_options = crate::engine::EngineOptions::parse(
@@ -333,6 +342,19 @@ fn parse_labels(spec: &str, flag: &str) -> Result<Vec<(String, Option<String>)>,
         .collect()
 }
 
+/// An option under CRaC 17's older name, in today's name.
+fn old_crac_name(text: &str) -> Option<String> {
+    if let Some(v) = text.strip_prefix("-XX:CREngine=") {
+        return Some(format!("-XX:CRaCEngine={v}"));
+    }
+    for sign in ['+', '-'] {
+        if text == format!("-XX:{sign}CRPrintResourcesOnCheckpoint") {
+            return Some(format!("-XX:{sign}CRaCPrintResourcesOnCheckpoint"));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,6 +415,22 @@ mod tests {
                 "-XX:CRaCShimJava=y"
             ])
         );
+    }
+
+    #[test]
+    fn crac_17_names_and_an_empty_engine_options_are_taken() {
+        let inv = parse(args(&[
+            "-XX:CREngine=criu",
+            "-XX:+CRPrintResourcesOnCheckpoint",
+            "-XX:CRaCEngineOptions=",
+            "-XX:CRaCCheckpointTo=/tmp/cp",
+            "Main",
+        ]))
+        .unwrap();
+        assert_eq!(inv.engine, Some(PathBuf::from("criu")));
+        assert!(inv.print_resources);
+        assert_eq!(inv.engine_options, crate::engine::EngineOptions::default());
+        assert_eq!(inv.java_args, args(&["Main"]));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub struct EngineOptions {
 }
 
 pub const HELP: &str = "\
+Configuration options:
 -XX:CRaCEngineOptions=OPTION[,OPTION...] for the CRIU engine:
   criu_location=PATH   the CRIU binary (4.2 or later)
   args=ARGS            extra CRIU arguments, separated by spaces

@@ -256,7 +256,12 @@ fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, 
     }
     for (on, var) in [
         (inv.print_resources, env::PRINT_RESOURCES),
-        (inv.engine_options.keep_running, env::KEEP_RUNNING),
+        // CRAC_CRIU_LEAVE_RUNNING: CRaC 17's keep-running switch, in the environment.
+        (
+            inv.engine_options.keep_running
+                || std::env::var_os("CRAC_CRIU_LEAVE_RUNNING").is_some_and(|v| !v.is_empty()),
+            env::KEEP_RUNNING,
+        ),
         (inv.engine_options.print_command, env::PRINT_COMMAND),
     ] {
         if on {

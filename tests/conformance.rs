@@ -1,0 +1,55 @@
+//! What a CRaC JDK's own tests pin down about its flags, and crac-java does alike (our own
+//! tests, written from CRaC's documented behaviour).
+
+mod support;
+use std::process::Command;
+use support::*;
+
+/// CRaC 17's older names: `-XX:CREngine=`, `-XX:+CRPrintResourcesOnCheckpoint`, and the
+/// environment variable `CRAC_CRIU_LEAVE_RUNNING` (keep running after the checkpoint); and an
+/// empty `-XX:CRaCEngineOptions=` (CRaC's test library passes one at restore) means none.
+#[test]
+fn crac_17_names_and_an_empty_engine_options_work() {
+    require_checkpoint!();
+    let tmp = TempDir::new("crac17");
+    let image = tmp.join("image");
+    let mut cmd = crac_java();
+    cmd.env("CRAC_CRIU_LEAVE_RUNNING", "1")
+        .arg("-XX:CREngine=criu")
+        .arg("-XX:+CRPrintResourcesOnCheckpoint");
+    let mut app = start_checkpointable_with(cmd, &image, "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.err
+        .wait_for("the resources printed", |l| l.starts_with("OK: FD"));
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the JVM running on", |l| tick(l).is_some_and(|t| t > n + 2));
+    assert!(image.join("crac-shim.meta").is_file());
+    app.signal(libc::SIGKILL);
+    app.wait();
+    wait_gone(app.pid);
+
+    let mut c = crac_java();
+    c.arg("-XX:CRaCEngineOptions=")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let restored = Proc::spawn(c);
+    restored
+        .out
+        .wait_for("a tick after restore", |l| tick(l).is_some());
+}
+
+/// `-XX:CRaCEngineOptions=help` begins as CRaC's engines begin theirs (tools match the line).
+#[test]
+fn engine_options_help_begins_with_configuration_options() {
+    let mut c = Command::new(CRAC_JAVA);
+    c.arg("-XX:CRaCEngineOptions=help");
+    let o = run(c);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(
+        o.stdout.lines().next(),
+        Some("Configuration options:"),
+        "{}",
+        o.stdout
+    );
+}

@@ -291,3 +291,108 @@ fn a_reopen_rule_under_the_temp_directory_wins() {
         )],
     );
 }
+
+/// A 3 MiB native library built with gcc (the test's own), or None without gcc.
+fn native_library(tmp: &TempDir) -> Option<std::path::PathBuf> {
+    let src = tmp.join("big.c");
+    std::fs::write(
+        &src,
+        "__attribute__((used)) static const char pad[3 << 20] = {1};\nint crac_shim_test_answer(void) { return 41 + pad[0]; }\n",
+    )
+    .unwrap();
+    let lib = tmp.join("libbig.so");
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    built.then_some(lib)
+}
+
+/// How many rounds the stress-shaped tests run (CRAC_SHIM_ROUNDS; 1 in the suite).
+fn rounds() -> u32 {
+    std::env::var("CRAC_SHIM_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+}
+
+/// lz4-java's way (Spark, Kafka clients): a library unpacked to the temp directory, loaded,
+/// deleted when the JVM exits. The image holds it: every copy's exit deletes the file, and the
+/// next restore still works, ten times in a row.
+#[test]
+fn a_library_deleted_at_exit_is_in_the_image_for_every_copy() {
+    require_checkpoint!();
+    let tmp = TempDir::new("lz4");
+    let Some(lib) = native_library(&tmp) else {
+        skip_unless!(false, "no gcc to build the test's native library");
+        return;
+    };
+    let image = tmp.join("image");
+    let jvm_tmp = tmp.join("jvm-tmp");
+    std::fs::create_dir(&jvm_tmp).unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()));
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Ticker",
+        &[&format!("loadkeep={}", lib.display())],
+    );
+    let loaded = app.out.wait_for("loaded", |l| l.starts_with("loaded "));
+    let unpacked = std::path::PathBuf::from(loaded.trim_start_matches("loaded "));
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+    for round in 1..=10 {
+        let mut copy = restore(&image);
+        copy.out
+            .wait_for(&format!("copy {round} ticking"), |l| tick(l).is_some());
+        copy.signal(libc::SIGTERM);
+        assert_eq!(copy.wait().code(), Some(143), "copy {round}");
+        assert!(
+            !unpacked.exists(),
+            "copy {round} deleted the library at its exit, as the program does"
+        );
+    }
+}
+
+/// Four copies at once of an image holding a deleted, still-mapped library (Netty, JNA): all
+/// run, and nothing of it is left on disk. `CRAC_SHIM_ROUNDS=20` for the stress run.
+#[test]
+fn four_copies_at_once_of_an_image_with_a_deleted_library() {
+    require_checkpoint!();
+    let tmp = TempDir::new("ghosts");
+    let Some(lib) = native_library(&tmp) else {
+        skip_unless!(false, "no gcc to build the test's native library");
+        return;
+    };
+    let image = tmp.join("image");
+    let jvm_tmp = tmp.join("jvm-tmp");
+    std::fs::create_dir(&jvm_tmp).unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()));
+    let mut app =
+        start_checkpointable_with(cmd, &image, "Ticker", &[&format!("load={}", lib.display())]);
+    app.out.wait_for("loaded", |l| l == "loaded");
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+    for round in 1..=rounds() {
+        let copies: Vec<Proc> = (0..4).map(|_| restore(&image)).collect();
+        for (i, c) in copies.iter().enumerate() {
+            c.out
+                .wait_for(&format!("round {round}, copy {i} ticking"), |l| {
+                    tick(l).is_some()
+                });
+        }
+        drop(copies);
+        let left: Vec<String> = std::fs::read_dir(&jvm_tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(left.is_empty(), "round {round}: left on disk: {left:?}");
+    }
+}

@@ -11,6 +11,8 @@ import java.io.RandomAccessFile;
  *   pid           print "pid N" first
  *   load=LIB      copy LIB to java.io.tmpdir, load it, delete the copy (as Netty, JNA and
  *                 sqlite-jdbc do with their native libraries), print "loaded"
+ *   loadkeep=LIB  copy LIB to java.io.tmpdir, load it, delete it at exit (deleteOnExit, as
+ *                 lz4-java does), print "loaded PATH"
  */
 public class Ticker {
     public static void main(String[] args) throws Exception {
@@ -36,6 +38,14 @@ public class Ticker {
                 System.load(lib.toString());
                 java.nio.file.Files.delete(lib);
                 System.out.println("loaded");
+            } else if (a.startsWith("loadkeep=")) {
+                // As lz4-java does: unpacked to the temp directory, loaded, deleted at exit.
+                java.io.File lib = java.io.File.createTempFile("liblz4-java-", ".so");
+                java.nio.file.Files.copy(java.nio.file.Path.of(a.substring(9)), lib.toPath(),
+                        java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                lib.deleteOnExit();
+                System.load(lib.getAbsolutePath());
+                System.out.println("loaded " + lib);
             } else if (a.equals("pid")) {
                 System.out.println("pid " + ProcessHandle.current().pid());
             }

@@ -319,6 +319,14 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
     let mut prepared = scan::prepare(&entries)?;
     trim_native_heap();
     let perf = crate::perfdata::to_memory();
+    // Libraries a copy may not find on disk go into the image (mappings.rs).
+    let left = crate::mappings::into_memory();
+    if !left.is_empty() {
+        warn(&format!(
+            "kept mapped from disk (a restore needs them there): {}",
+            left.join(", ")
+        ));
+    }
     let outcome = dump_prepared(config, client, &entries, &policy, perf.is_some());
     if let Some(region) = perf {
         let shown_as = match &outcome {

@@ -17,6 +17,7 @@ mod config;
 mod control;
 mod jni;
 mod locks;
+mod mappings;
 mod perfdata;
 mod scan;
 mod sys;

@@ -79,6 +79,29 @@ pub fn jdk_made_name(name: &str) -> bool {
 /// directory it made there; or already unlinked (nobody can reach it by a path). Any other
 /// file, under /tmp or not, is the program's data: refused unless a policy rule says what to
 /// do with it (as a CRaC JDK does).
+/// `is_temp_file` for a path (a mapped file): the file there now, opened without following a
+/// link.
+pub fn is_jdk_temp_path(path: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path; O_PATH opens nothing for reading.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: a descriptor we just opened and own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    crate::scan::fstat(fd.as_raw_fd()).is_some_and(|st| {
+        st.st_mode & libc::S_IFMT == libc::S_IFREG && is_temp_file(path, &st, fd.as_raw_fd())
+    })
+}
+
 pub fn is_temp_file(path: &str, st: &libc::stat, fd: RawFd) -> bool {
     // SAFETY: geteuid cannot fail.
     let ours = st.st_uid == unsafe { libc::geteuid() };

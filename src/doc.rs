@@ -210,14 +210,17 @@ pub const CRAC_JCMD: Page = Page {
     name: "crac-jcmd",
     summary: "send a checkpoint request to a JVM started by crac-java",
     synopsis: &[
-        "crac-jcmd [-t SECONDS] PID|MAIN-CLASS|JAR JDK.checkpoint [keep_running=true]",
+        "crac-jcmd [-t SECONDS] PID|MAIN-CLASS|JAR JDK.checkpoint [keep_running=true] [policy=FILE]",
         "crac-jcmd PID help",
         "crac-jcmd [-l]",
     ],
     description: "crac-jcmd talks to the crac-shim agent in a JVM started with \
         `crac-java -XX:CRaCCheckpointTo=DIR`, through the JVM's private control socket. \
         JDK.checkpoint makes CRIU write an image of the JVM to DIR; the JVM then exits, as with \
-        CRaC (with keep_running=true it goes on, this once). The output is jcmd's: `PID:` then \
+        CRaC (with keep_running=true it goes on, this once). policy=FILE (crac-shim's own) adds \
+        the rules of a resource-policies file to this checkpoint, ahead of those given at the \
+        JVM's start: a descriptor refused in a program already warmed up is fixed without a \
+        restart (the JVM's user reads the file). The output is jcmd's: `PID:` then \
         `Command executed successfully`, or the reason the checkpoint failed (the JVM keeps \
         running then). PID may be a restored copy's pid as ps shows it, or the host's pid of a \
         JVM in a container (another PID namespace); a main class or jar name \

@@ -143,16 +143,37 @@ fn command_for(pid: u32, command: &[String], timeout: std::time::Duration) -> Re
     match command.first().map(String::as_str) {
         None => bail!("no command given: try crac-jcmd {pid} JDK.checkpoint"),
         Some("help") => {
-            println!("{pid}:\nThe following commands are available:\nJDK.checkpoint [keep_running=true]\nhelp");
+            println!("{pid}:\nThe following commands are available:\nJDK.checkpoint [keep_running=true] [policy=FILE]\nhelp");
             Ok(0)
         }
-        Some("JDK.checkpoint") => match command.get(1).map(String::as_str) {
-            None | Some("keep_running=false") => send(pid, Request::Checkpoint, timeout),
-            Some("keep_running=true") => send(pid, Request::CheckpointKeepRunning, timeout),
-            Some(other) => {
-                bail!("JDK.checkpoint takes keep_running=true or nothing, not {other:?}")
+        Some("JDK.checkpoint") => {
+            let mut keep_running = false;
+            let mut policy = None;
+            for arg in &command[1..] {
+                match arg.split_once('=') {
+                    Some(("keep_running", "true")) => keep_running = true,
+                    Some(("keep_running", "false")) => keep_running = false,
+                    Some(("policy", file)) if !file.is_empty() => {
+                        // Read by the JVM's user, for this checkpoint only (crac-shim's own).
+                        let file = std::path::absolute(file)
+                            .with_context(|| format!("policy={file}"))?;
+                        policy = Some(file.display().to_string());
+                    }
+                    _ => bail!(
+                        "JDK.checkpoint takes keep_running=true|false and policy=FILE (a resource-policies file for this checkpoint), not {arg:?}"
+                    ),
+                }
             }
-        },
+            let request = match policy {
+                Some(policy) => Request::CheckpointWithPolicy {
+                    keep_running,
+                    policy,
+                },
+                None if keep_running => Request::CheckpointKeepRunning,
+                None => Request::Checkpoint,
+            };
+            send(pid, request, timeout)
+        }
         Some(other) => {
             real_jcmd(pid, command).with_context(|| format!("{other} is not a crac-jcmd command"))
         }

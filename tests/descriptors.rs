@@ -58,7 +58,36 @@ fn logs_reopen_and_survive_growing_between_restores() {
     let mut app = start_checkpointable(&image, "Files", &[&format!("append={}", log.display())]);
     app.out
         .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
-    checkpoint_ok(app.pid);
+    // Appended to, it may as well be a journal (HSQLDB's redo log): refused without a rule,
+    // naming the rule that makes it a log, and the JVM goes on.
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(
+        o.stdout.contains(&format!("path={}", log.display()))
+            && o.stdout.contains(&format!(
+                "the rule `type: file`, `path: {}`, `action: reopen`",
+                log.display()
+            ))
+            && o.stdout
+                .contains("crac-jcmd PID JDK.checkpoint policy=FILE"),
+        "{}",
+        o.stdout
+    );
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the JVM going on", |l| tick(l).is_some_and(|t| t > n + 2));
+    // The rule, handed to this checkpoint of the running program (no restart).
+    let rule = tmp.join("logs.yaml");
+    std::fs::write(
+        &rule,
+        format!("type: file\npath: {}\naction: reopen\n", log.display()),
+    )
+    .unwrap();
+    let mut c = Command::new(CRAC_JCMD);
+    c.args([&app.pid.to_string(), "JDK.checkpoint"])
+        .arg(format!("policy={}", rule.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(0), "{} {}", o.stdout, o.stderr);
     let last = *ticks(&app.out.all()).last().unwrap();
     app.wait();
     let next = format!("line {}", last + 1);

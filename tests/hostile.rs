@@ -175,7 +175,20 @@ fn logs_are_never_reopened_through_a_planted_link() {
     dir(&logs, 0o1777);
     let log = logs.join("app.log");
     let image = tmp.join("image");
-    let mut app = start_checkpointable(&image, "Files", &[&format!("append={}", log.display())]);
+    let rule = tmp.join("logs.yaml");
+    std::fs::write(
+        &rule,
+        format!("type: file\npath: {}\naction: reopen\n", log.display()),
+    )
+    .unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", rule.display()));
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("append={}", log.display())],
+    );
     app.out
         .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
     checkpoint_ok(app.pid);

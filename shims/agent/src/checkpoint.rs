@@ -219,13 +219,25 @@ fn timing_mark(event: &str) {
 
 /// Reads the policy file, if any (read at every checkpoint: it may be edited meanwhile).
 fn policy(config: &Config) -> Result<Policy, String> {
-    let Some(path) = &config.policy_file else {
-        return Ok(Policy::default());
+    let read = |path: &str| -> Result<Policy, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the resource policies {path}: {e}"))?;
+        Policy::parse(&text).map_err(|e| format!("resource policies {path}, {e}"))
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the resource policies {path}: {e}"))?;
-    Policy::parse(&text).map_err(|e| format!("resource policies {path}, {e}"))
+    // crac-jcmd's policy=FILE for this checkpoint: its rules first.
+    let once = POLICY_ONCE.lock().ok().and_then(|mut p| p.take());
+    let mut policy = match &once {
+        Some(path) => read(path)?,
+        None => Policy::default(),
+    };
+    if let Some(path) = &config.policy_file {
+        policy.rules.extend(read(path)?.rules);
+    }
+    Ok(policy)
 }
+
+/// Set by `crac-jcmd PID JDK.checkpoint policy=FILE` for the next checkpoint only.
+pub static POLICY_ONCE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// The refusal as crac-jcmd prints it when no Java code is involved.
 fn jcmd_refusal(text: &str) -> String {

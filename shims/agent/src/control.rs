@@ -285,7 +285,9 @@ fn handle(
                 stream.write_all(format!("crac-shim agent pid={pid}\n{}", exit_line(0)).as_bytes());
             None
         }
-        request @ (Request::Checkpoint | Request::CheckpointKeepRunning) => {
+        request @ (Request::Checkpoint
+        | Request::CheckpointKeepRunning
+        | Request::CheckpointWithPolicy { .. }) => {
             if client_gone(&stream) {
                 return None;
             }
@@ -295,8 +297,19 @@ fn handle(
                 let _ = stream.write_all(BUSY.as_bytes());
                 return None;
             }
-            if request == Request::CheckpointKeepRunning {
-                checkpoint::KEEP_RUNNING_ONCE.store(true, std::sync::atomic::Ordering::Release);
+            match &request {
+                Request::CheckpointKeepRunning
+                | Request::CheckpointWithPolicy {
+                    keep_running: true, ..
+                } => {
+                    checkpoint::KEEP_RUNNING_ONCE.store(true, std::sync::atomic::Ordering::Release)
+                }
+                _ => {}
+            }
+            if let Request::CheckpointWithPolicy { policy, .. } = &request {
+                if let Ok(mut once) = checkpoint::POLICY_ONCE.lock() {
+                    *once = Some(policy.clone());
+                }
             }
             if crate::jni::api_available() {
                 // The Java notifications run first, on a thread of their own; they come

@@ -45,7 +45,11 @@ impl Entry {
         let (why, hint) = match self.class {
             Class::WriteFile => (
                 "open for writing (not append-only): its contents and offset could not be trusted at restore",
-                format!("close it in beforeCheckpoint, or a policy rule `type: file`, `path: {}`, `action: reopen`", self.path),
+                format!("close it in beforeCheckpoint, or a policy rule `type: file`, `path: {}`, `action: reopen` ({RULE_WHERE})", self.path),
+            ),
+            Class::AppendFile => (
+                "open for appending: a log, or a journal whose copies would lose each other's writes",
+                format!("if it is a log, the rule `type: file`, `path: {}`, `action: reopen` reopens it for appending in every copy, growth expected ({RULE_WHERE}); else close it in beforeCheckpoint", self.path),
             ),
             Class::ConnectedTcp => (
                 "a connected TCP socket",
@@ -65,6 +69,9 @@ impl Entry {
     }
 }
 
+/// Where a rule goes, for a program already running as for the next start.
+const RULE_WHERE: &str = "in -Djdk.crac.resource-policies=FILE at the JVM's start, or for this running JVM: crac-jcmd PID JDK.checkpoint policy=FILE";
+
 /// What is refused, one line each; files refused together in one directory (a data or spool
 /// directory) are offered one rule for all of them.
 pub fn refusals(entries: &[Entry]) -> Vec<String> {
@@ -81,11 +88,12 @@ pub fn refusals(entries: &[Entry]) -> Vec<String> {
         .iter()
         .map(|e| {
             let mut line = e.refusal();
-            if e.class == Class::WriteFile {
+            let file = |c: Class| matches!(c, Class::WriteFile | Class::AppendFile);
+            if file(e.class) {
                 if let Some(dir) = dir_of(e) {
                     let together = refused
                         .iter()
-                        .filter(|o| o.class == Class::WriteFile && dir_of(o).as_ref() == Some(&dir))
+                        .filter(|o| file(o.class) && dir_of(o).as_ref() == Some(&dir))
                         .count();
                     if together > 1 {
                         line.push_str(&format!(

@@ -248,6 +248,10 @@ pub enum Request {
     Checkpoint,
     /// Checkpoint now and keep running afterwards (this once).
     CheckpointKeepRunning,
+    /// Checkpoint now with the rules of a resource-policies file (read by the JVM's user)
+    /// ahead of those given at the JVM's start, this once: a refused descriptor of a program
+    /// already warmed up is fixed without a restart.
+    CheckpointWithPolicy { keep_running: bool, policy: String },
     /// Checkpoint for `jdk.crac.Core.checkpointRestore()` in this very JVM: the answer is a
     /// [`Message`] followed by an empty line, sent after the dump failed, or in the restored
     /// JVM (the connection is inside the process, so it is part of the image).
@@ -262,6 +266,10 @@ impl Request {
         match self {
             Request::Checkpoint => "checkpoint\n".into(),
             Request::CheckpointKeepRunning => "checkpoint keep_running\n".into(),
+            Request::CheckpointWithPolicy {
+                keep_running,
+                policy,
+            } => format!("checkpoint-with keep_running={keep_running} policy={policy}\n"),
             Request::CheckpointFromJava { max_heap: 0 } => "checkpoint-java\n".into(),
             Request::CheckpointFromJava { max_heap } => {
                 format!("checkpoint-java max_heap={max_heap}\n")
@@ -277,6 +285,22 @@ impl Request {
             "checkpoint keep_running" => Ok(Request::CheckpointKeepRunning),
             "checkpoint-java" => Ok(Request::CheckpointFromJava { max_heap: 0 }),
             "describe" => Ok(Request::Describe),
+            other if other.starts_with("checkpoint-with ") => {
+                let rest = &other["checkpoint-with ".len()..];
+                let (keep, policy) = rest
+                    .split_once(" policy=")
+                    .filter(|(_, p)| !p.is_empty())
+                    .ok_or_else(|| DecodeError::UnknownRequest(truncate(other, 40).to_string()))?;
+                let keep_running = match keep {
+                    "keep_running=true" => true,
+                    "keep_running=false" => false,
+                    _ => return Err(DecodeError::UnknownRequest(truncate(other, 40).to_string())),
+                };
+                Ok(Request::CheckpointWithPolicy {
+                    keep_running,
+                    policy: policy.to_string(),
+                })
+            }
             other => match other
                 .strip_prefix("checkpoint-java max_heap=")
                 .and_then(|n| n.parse().ok())
@@ -513,6 +537,17 @@ mod tests {
             Message::decode(&huge),
             Err(DecodeError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn checkpoint_with_a_policy_round_trips() {
+        let r = Request::CheckpointWithPolicy {
+            keep_running: true,
+            policy: "/etc/app/a policy.yaml".into(),
+        };
+        assert_eq!(Request::decode(r.encode().as_bytes()), Ok(r));
+        assert!(Request::decode(b"checkpoint-with keep_running=maybe policy=/x\n").is_err());
+        assert!(Request::decode(b"checkpoint-with keep_running=true policy=\n").is_err());
     }
 
     #[test]

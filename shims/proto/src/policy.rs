@@ -76,10 +76,13 @@ impl Class {
     /// The default verdict: refuse what would break or silently change at restore.
     pub fn default_action(self) -> Action {
         match self {
-            Class::WriteFile | Class::ConnectedTcp | Class::UnixExternal | Class::Device => {
-                Action::Refuse
-            }
-            Class::AppendFile => Action::Reopen,
+            // A file opened for appending may be a log or a journal (HSQLDB's redo log looks
+            // like a log): data unless a rule says it is a log, as in a CRaC JDK.
+            Class::WriteFile
+            | Class::AppendFile
+            | Class::ConnectedTcp
+            | Class::UnixExternal
+            | Class::Device => Action::Refuse,
             Class::TempFile => Action::Private,
             _ => Action::Keep,
         }
@@ -676,9 +679,10 @@ action: close
             p.action(&subject(Class::WriteFile, "/tmp/x", &[])),
             Action::Refuse
         );
+        // A log and a journal look the same from outside: a rule says which it is.
         assert_eq!(
             p.action(&subject(Class::AppendFile, "/var/log/x", &[])),
-            Action::Reopen
+            Action::Refuse
         );
         assert_eq!(
             p.action(&subject(Class::ListeningSocket, "socket:[1]", &[])),

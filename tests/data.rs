@@ -396,3 +396,54 @@ fn four_copies_at_once_of_an_image_with_a_deleted_library() {
         assert!(left.is_empty(), "round {round}: left on disk: {left:?}");
     }
 }
+
+/// A file the program maps that is gone at restore (a library removed, another host): named
+/// before CRIU runs, and listed by -XX:CRaCInspectImage.
+#[test]
+fn a_mapped_file_that_is_gone_is_named_before_criu_runs() {
+    require_checkpoint!();
+    let tmp = TempDir::new("gone");
+    let Some(lib) = native_library(&tmp) else {
+        skip_unless!(false, "no gcc to build the test's native library");
+        return;
+    };
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Ticker", &[&format!("loadhere={}", lib.display())]);
+    app.out.wait_for("loaded", |l| l == "loaded");
+    checkpoint_ok(app.pid);
+    app.wait();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCInspectImage={}", image.display()));
+    let o = run(c);
+    assert!(
+        o.stdout
+            .contains("files the program had open or mapped are here"),
+        "{}",
+        o.stdout
+    );
+    let moved = tmp.join("moved.so");
+    std::fs::rename(&lib, &moved).unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    one_line_error(
+        &run(c),
+        &[&format!(
+            "{}, which the program used (open, mapped, or its working directory), is missing",
+            lib.display()
+        )],
+    );
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCInspectImage={}", image.display()));
+    let o = run(c);
+    assert!(
+        o.stdout
+            .contains(&format!("missing here: {}", lib.display())),
+        "{}",
+        o.stdout
+    );
+    std::fs::rename(&moved, &lib).unwrap();
+    let restored = restore(&image);
+    restored
+        .out
+        .wait_for("a tick after restore", |l| tick(l).is_some());
+}

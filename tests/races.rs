@@ -103,10 +103,10 @@ fn a_stopped_jvm_is_named_and_a_stale_request_never_runs() {
         "{}",
         o.stderr
     );
-    // Without a short --timeout too: said at once, not after the default 120 s (bounded by
+    // Without a short --timeout too: said within 10 s, not after the default 120 s (bounded by
     // timeout(1): a hang ends with its status 124).
     let mut c = std::process::Command::new("timeout");
-    c.args(["20", CRAC_JCMD, &app.pid.to_string(), "JDK.checkpoint"]);
+    c.args(["10", CRAC_JCMD, &app.pid.to_string(), "JDK.checkpoint"]);
     let o = run(c);
     assert_eq!(o.code, Some(1), "{} {}", o.stdout, o.stderr);
     assert!(o.stderr.contains("is stopped"), "{}", o.stderr);

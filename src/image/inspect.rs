@@ -75,6 +75,19 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
     let mut pids_taken = false;
     if let Some(m) = &meta {
         verdict(
+            "files on disk",
+            super::files_gone(&fs, m).and_then(|gone| {
+                let needed = super::needs::files(&fs)?.len();
+                if gone.is_empty() {
+                    Ok(format!(
+                        "the {needed} files the program had open or mapped are here"
+                    ))
+                } else {
+                    Err(format!("missing here: {}", gone.join(", ")))
+                }
+            }),
+        );
+        verdict(
             "JDK",
             super::check_jdk(dir, m)
                 .map(|()| match &m.libjvm {

@@ -4,6 +4,7 @@ pub mod caps;
 pub mod cpu;
 pub mod inspect;
 pub mod manifest;
+pub mod needs;
 pub mod target;
 
 pub use target::prepare as prepare_target;
@@ -449,6 +450,11 @@ pub enum OpenError {
         mismatch: cpu::Mismatch,
         exact: bool,
     },
+    /// Files the program had open or mapped that are not on disk here.
+    FilesGone {
+        dir: PathBuf,
+        missing: Vec<String>,
+    },
     /// Capabilities the checkpointed program held that this restore cannot give back.
     Capabilities {
         dir: PathBuf,
@@ -524,6 +530,16 @@ impl std::fmt::Display for OpenError {
                     None => "it has no such label".to_string(),
                 }
             ),
+            FilesGone { dir, missing } => write!(
+                f,
+                "{} cannot be restored here: {}, which the program used (open, mapped, or its working directory), is missing{}; put it back as it was, or checkpoint again where it is",
+                dir.display(),
+                missing[0],
+                match missing.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more: -XX:CRaCInspectImage lists them)", n - 1),
+                }
+            ),
             Capabilities { dir, missing } => write!(
                 f,
                 "{} cannot be restored here: the checkpointed program held {}, which this restore cannot give back (crac-java's capability bounding set lacks {}; CRIU would wait forever); grant {} to the restore (docker run or podman run --cap-add {}), or checkpoint the program without {}",
@@ -576,6 +592,18 @@ pub fn open(dir: &Path, checks: &Checks) -> Result<Image, OpenError> {
     }
     check_capabilities(dir, &meta)?;
     check_files(&fs, dir, checks.verify)?;
+    let gone = files_gone(&fs, &meta).map_err(|e| {
+        OpenError::Files(
+            dir.to_path_buf(),
+            manifest::Problem::Unreadable(dir.to_path_buf(), e),
+        )
+    })?;
+    if !gone.is_empty() {
+        return Err(OpenError::FilesGone {
+            dir: dir.to_path_buf(),
+            missing: gone,
+        });
+    }
     let pstree = std::fs::read(fs.join("pstree.img"))
         .map_err(|e| OpenError::Incomplete(dir.to_path_buf(), e))?;
     let ids = pstree_ids(&pstree).map_err(|e| OpenError::Damaged(dir.to_path_buf(), e))?;
@@ -636,6 +664,20 @@ pub fn check_trust(dir: &Path) -> Result<Held, OpenError> {
         other => other,
     })?;
     Ok(held)
+}
+
+/// The files the image needs on disk that are not there; logs (made by the restore) and the
+/// files the restore checks with its own words (read and data files) aside.
+pub fn files_gone(fs: &Path, meta: &Metadata) -> Result<Vec<String>, String> {
+    let exempt: Vec<String> = meta
+        .append_files
+        .iter()
+        .cloned()
+        .chain(meta.check_files.iter().map(|(_, _, p)| p.clone()))
+        .chain(meta.data_files.iter().map(|(_, _, p)| p.clone()))
+        .chain(meta.inherit_files.iter().map(|(_, p)| p.clone()))
+        .collect();
+    Ok(needs::missing(&needs::files(fs)?, &exempt))
 }
 
 /// The capabilities the program held can be given back by a CRIU we start.

@@ -11,6 +11,7 @@ import java.io.RandomAccessFile;
  *   pid           print "pid N" first
  *   load=LIB      copy LIB to java.io.tmpdir, load it, delete the copy (as Netty, JNA and
  *                 sqlite-jdbc do with their native libraries), print "loaded"
+ *   loadhere=LIB  load LIB where it is (it stays mapped), print "loaded"
  *   loadkeep=LIB  copy LIB to java.io.tmpdir, load it, delete it at exit (deleteOnExit, as
  *                 lz4-java does), print "loaded PATH"
  */
@@ -46,6 +47,9 @@ public class Ticker {
                 lib.deleteOnExit();
                 System.load(lib.getAbsolutePath());
                 System.out.println("loaded " + lib);
+            } else if (a.startsWith("loadhere=")) {
+                System.load(a.substring(9));
+                System.out.println("loaded");
             } else if (a.equals("pid")) {
                 System.out.println("pid " + ProcessHandle.current().pid());
             }

@@ -252,10 +252,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                 "CRaCInspectImage" => inv.inspect = Some(value("-XX:CRaCInspectImage")?),
                 "CRaCImageLabels" => {
                     let v = value("-XX:CRaCImageLabels")?;
-                    inv.labels = parse_labels(&v.to_string_lossy(), "-XX:CRaCImageLabels")?
-                        .into_iter()
-                        .map(|(k, v)| (k, v.unwrap_or_default()))
-                        .collect();
+                    inv.labels = image_labels(&v.to_string_lossy(), "-XX:CRaCImageLabels")?;
                 }
                 "CRaCRequiredImageLabels" => {
                     let v = value("-XX:CRaCRequiredImageLabels")?;
@@ -310,6 +307,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
         if let Some(file) = text.strip_prefix("-Djdk.crac.resource-policies=") {
             inv.policy_file = Some(PathBuf::from(file));
         }
+        // CRaC's system properties for labels, besides the -XX: flags (also passed on).
+        if let Some(spec) = text.strip_prefix("-Djdk.crac.labels=") {
+            inv.passthrough = false;
+            inv.labels = image_labels(spec, "-Djdk.crac.labels")?;
+        }
+        if let Some(spec) = text.strip_prefix("-Djdk.crac.require-labels=") {
+            inv.passthrough = false;
+            inv.required_labels = parse_labels(spec, "-Djdk.crac.require-labels")?;
+        }
         if let Some(prop) = text.strip_prefix("-D") {
             if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
                 inv.restore_properties.push(prop.to_string());
@@ -318,6 +324,25 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
         inv.java_args.push(arg);
     }
     Ok(inv)
+}
+
+/// Labels to store, as CRaC takes them: `key=value`; `key=$NAME` takes the environment
+/// variable NAME's value, and a bare `key` the value of `$key` (empty when unset).
+fn image_labels(spec: &str, flag: &str) -> Result<Vec<(String, String)>, UsageError> {
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    Ok(parse_labels(spec, flag)?
+        .into_iter()
+        .map(|(k, v)| {
+            let value = match v {
+                None => env(&k),
+                Some(v) => match v.strip_prefix('$') {
+                    Some(name) => env(name),
+                    None => v,
+                },
+            };
+            (k, value)
+        })
+        .collect())
 }
 
 /// `key=value,key2=value2` (a key alone has no value). Keys are plain words.
@@ -431,6 +456,43 @@ mod tests {
         assert!(inv.print_resources);
         assert_eq!(inv.engine_options, crate::engine::EngineOptions::default());
         assert_eq!(inv.java_args, args(&["Main"]));
+    }
+
+    #[test]
+    fn labels_as_crac_takes_them() {
+        std::env::set_var("CRAC_SHIM_TEST_LABEL", "from-env");
+        std::env::set_var("flavour", "mint");
+        let inv = parse(args(&[
+            "-Djdk.crac.labels=a=plain,b=$CRAC_SHIM_TEST_LABEL,flavour,c=$CRAC_SHIM_UNSET_X",
+            "-XX:CRaCCheckpointTo=/tmp/cp",
+            "Main",
+        ]))
+        .unwrap();
+        assert_eq!(
+            inv.labels,
+            vec![
+                ("a".to_string(), "plain".to_string()),
+                ("b".to_string(), "from-env".to_string()),
+                ("flavour".to_string(), "mint".to_string()),
+                ("c".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(
+            inv.java_args,
+            args(&[
+                "-Djdk.crac.labels=a=plain,b=$CRAC_SHIM_TEST_LABEL,flavour,c=$CRAC_SHIM_UNSET_X",
+                "Main"
+            ])
+        );
+        let inv = parse(args(&[
+            "-XX:CRaCRestoreFrom=/tmp/cp",
+            "-Djdk.crac.require-labels=foo=goo",
+        ]))
+        .unwrap();
+        assert_eq!(
+            inv.required_labels,
+            vec![("foo".to_string(), Some("goo".to_string()))]
+        );
     }
 
     #[test]

@@ -53,3 +53,35 @@ fn engine_options_help_begins_with_configuration_options() {
         o.stdout
     );
 }
+
+/// Labels as CRaC's system properties: `-Djdk.crac.labels` at checkpoint (`$NAME` and a bare
+/// key take the environment's values), `-Djdk.crac.require-labels` at restore.
+#[test]
+fn labels_by_system_property_are_stored_and_required() {
+    require_checkpoint!();
+    let tmp = TempDir::new("proplabels");
+    let image = tmp.join("image");
+    let mut cmd = crac_java();
+    cmd.env("LABEL_USER", "alice")
+        .env("tier", "gold")
+        .arg("-Djdk.crac.labels=foo=bar,who=$LABEL_USER,tier");
+    let mut app = start_checkpointable_with(cmd, &image, "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+    let meta = std::fs::read_to_string(image.join("crac-shim.meta")).unwrap();
+    for l in ["label=foo=bar", "label=who=alice", "label=tier=gold"] {
+        assert!(meta.lines().any(|m| m == l), "{l} in {meta}");
+    }
+    let mut c = crac_java();
+    c.arg("-Djdk.crac.require-labels=foo=goo")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    one_line_error(&run(c), &["foo=goo", "foo=bar"]);
+    let mut c = crac_java();
+    c.arg("-Djdk.crac.require-labels=foo=bar,who=alice")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let restored = Proc::spawn(c);
+    restored
+        .out
+        .wait_for("a tick after restore", |l| tick(l).is_some());
+}

@@ -122,6 +122,8 @@ const UNSUPPORTED_CRAC: &[&str] = &[
 const ENDS_OPTIONS_WITH_VALUE: &[&str] = &["-jar", "-m", "--module"];
 
 pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
+    // CRaC: -XX:CheckCPUFeatures=skip is an experimental option.
+    let (mut skip_asked, mut unlocked) = (false, false);
     let mut inv = Invocation {
         passthrough: true,
         ..Invocation::default()
@@ -173,8 +175,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                 }
                 ("CheckCPUFeatures", Some(v)) => {
                     inv.passthrough = false;
-                    inv.check_cpu = Some(crate::image::cpu::Check::parse(v).map_err(bad)?);
+                    let check = crate::image::cpu::Check::parse(v).map_err(bad)?;
+                    skip_asked = check == crate::image::cpu::Check::Skip;
+                    inv.check_cpu = Some(check);
                     continue;
+                }
+                ("UnlockExperimentalVMOptions", None) => {
+                    // Also java's: passed on below.
+                    unlocked = xx.starts_with('+');
                 }
                 ("CPUFeatures" | "CheckCPUFeatures", None) => {
                     return Err(UsageError::MissingValue(if name == "CPUFeatures" {
@@ -322,6 +330,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
             }
         }
         inv.java_args.push(arg);
+    }
+    if skip_asked && !unlocked {
+        return Err(UsageError::BadValue(
+            "-XX:CheckCPUFeatures=skip is an experimental option, as in CRaC: add -XX:+UnlockExperimentalVMOptions".into(),
+        ));
     }
     Ok(inv)
 }
@@ -496,6 +509,23 @@ mod tests {
     }
 
     #[test]
+    fn skipping_the_cpu_check_is_experimental() {
+        assert!(parse(args(&[
+            "-XX:CheckCPUFeatures=skip",
+            "-XX:CRaCRestoreFrom=/x"
+        ]))
+        .is_err());
+        let inv = parse(args(&[
+            "-XX:+UnlockExperimentalVMOptions",
+            "-XX:CheckCPUFeatures=skip",
+            "-XX:CRaCRestoreFrom=/x",
+        ]))
+        .unwrap();
+        assert_eq!(inv.check_cpu, Some(crate::image::cpu::Check::Skip));
+        assert_eq!(inv.java_args, args(&["-XX:+UnlockExperimentalVMOptions"]));
+    }
+
+    #[test]
     fn resource_options() {
         let inv = parse(args(&[
             "-XX:+CRaCPrintResourcesOnCheckpoint",
@@ -627,7 +657,7 @@ mod tests {
             ("-XX:CRaCImageLabels=a=b", "CRaCImageLabels"),
             ("-XX:CRaCRequiredImageLabels=a", "CRaCRequiredImageLabels"),
             ("-XX:CPUFeatures=generic", "CPUFeatures="),
-            ("-XX:CheckCPUFeatures=skip", "CheckCPUFeatures"),
+            ("-XX:CheckCPUFeatures=exact", "CheckCPUFeatures"),
             ("-XX:+ShowCPUFeatures", "ShowCPUFeatures"),
             ("-XX:+CRaCVerifyImage", "CRaCVerifyImage"),
             ("-XX:CRaCInspectImage=/d", "CRaCInspectImage"),

@@ -104,8 +104,10 @@ pub const CRAC_JAVA: Page = Page {
         Item {
             term: "-XX:CheckCPUFeatures=compatible|exact|skip",
             help: "At restore: compatible (the default) refuses a CPU that lacks a feature the image \
-                may use, naming it; exact wants the very same features; skip does not check (the \
-                JVM may die of SIGILL). -XX:+IgnoreCPUFeatures is skip.",
+                may use, naming it; exact wants the very features the image was limited to (a \
+                generic image is not exactly this CPU's); skip does not check (the JVM may die of \
+                SIGILL) and, as in CRaC, needs -XX:+UnlockExperimentalVMOptions. An image made with \
+                -XX:CPUFeatures=ignore passes only skip. -XX:+IgnoreCPUFeatures is skip.",
         },
         Item {
             term: "-XX:+ShowCPUFeatures",

@@ -85,3 +85,64 @@ fn labels_by_system_property_are_stored_and_required() {
         .out
         .wait_for("a tick after restore", |l| tick(l).is_some());
 }
+
+/// CPU features as CRaC checks them: `exact` compares what the image was limited to (a generic
+/// image is not exactly this CPU's), an image made with `-XX:CPUFeatures=ignore` passes only a
+/// skipped check, and skipping needs `-XX:+UnlockExperimentalVMOptions`.
+#[test]
+fn cpu_feature_checks_as_crac_makes_them() {
+    require_checkpoint!();
+    let tmp = TempDir::new("cpucheck");
+    let image_of = |mode: &str| {
+        let image = tmp.join(mode);
+        let mut cmd = crac_java();
+        cmd.arg(format!("-XX:CPUFeatures={mode}"));
+        let mut app = start_checkpointable_with(cmd, &image, "Ticker", &[]);
+        app.out.wait_for("a tick", |l| tick(l).is_some());
+        checkpoint_ok(app.pid);
+        app.wait();
+        image
+    };
+    let restore_with = |image: &std::path::Path, flags: &[&str]| {
+        let mut c = crac_java();
+        c.args(flags)
+            .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+        c
+    };
+    let generic = image_of("generic");
+    one_line_error(
+        &run(restore_with(&generic, &["-XX:CheckCPUFeatures=exact"])),
+        &[
+            "cannot be restored on this CPU",
+            "that the image was not limited to",
+        ],
+    );
+    let copy = Proc::spawn(restore_with(&generic, &[]));
+    copy.out
+        .wait_for("the generic image under compatible", |l| tick(l).is_some());
+    drop(copy);
+
+    let ignored = image_of("ignore");
+    for check in ["compatible", "exact"] {
+        one_line_error(
+            &run(restore_with(
+                &ignored,
+                &[&format!("-XX:CheckCPUFeatures={check}")],
+            )),
+            &["-XX:CPUFeatures=ignore", "-XX:+UnlockExperimentalVMOptions"],
+        );
+    }
+    one_line_error(
+        &run(restore_with(&ignored, &["-XX:CheckCPUFeatures=skip"])),
+        &["experimental", "-XX:+UnlockExperimentalVMOptions"],
+    );
+    let copy = Proc::spawn(restore_with(
+        &ignored,
+        &[
+            "-XX:+UnlockExperimentalVMOptions",
+            "-XX:CheckCPUFeatures=skip",
+        ],
+    ));
+    copy.out
+        .wait_for("the ignore image, skipped", |l| tick(l).is_some());
+}

@@ -212,7 +212,13 @@ fn cpu_features_are_recorded_and_checked() {
             "same kind of CPU",
         ],
     );
-    let restored = Proc::spawn(restore_with(&image, &["-XX:CheckCPUFeatures=skip"]));
+    let restored = Proc::spawn(restore_with(
+        &image,
+        &[
+            "-XX:+UnlockExperimentalVMOptions",
+            "-XX:CheckCPUFeatures=skip",
+        ],
+    ));
     restored
         .out
         .wait_for("ticks after restore", |l| tick(l).is_some());

@@ -412,10 +412,18 @@ impl Check {
 pub struct Mismatch {
     pub missing: Vec<String>,
     pub extra: Vec<String>,
+    /// The image was made with `-XX:CPUFeatures=ignore`: nothing to compare with.
+    pub unknown: bool,
 }
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.unknown {
+            return write!(
+                f,
+                "the image was made with -XX:CPUFeatures=ignore, so what its code may use is unknown"
+            );
+        }
         if !self.missing.is_empty() {
             write!(
                 f,
@@ -429,7 +437,7 @@ impl std::fmt::Display for Mismatch {
             }
             write!(
                 f,
-                "this CPU has {} that the checkpointing CPU had not",
+                "this CPU has {} that the image was not limited to",
                 self.extra.join(", ")
             )?;
         }
@@ -439,18 +447,39 @@ impl std::fmt::Display for Mismatch {
 
 /// Checks `record` against the CPU `here`.
 pub fn check(record: &Record, here: &Machine, how: Check) -> Result<(), Mismatch> {
-    if how == Check::Skip || record.mode.is_empty() || record.mode == "ignore" {
+    if how == Check::Skip || record.mode.is_empty() {
         return Ok(());
+    }
+    // As in CRaC: an image that recorded nothing passes only a skipped check.
+    if record.mode == "ignore" {
+        return Err(Mismatch {
+            missing: Vec::new(),
+            extra: Vec::new(),
+            unknown: true,
+        });
     }
     let have: BTreeSet<&str> = here.flags.iter().map(String::as_str).collect();
     if how == Check::Exact {
-        let was: BTreeSet<&str> = record.flags.iter().map(String::as_str).collect();
-        let missing: Vec<String> = was.difference(&have).map(|s| s.to_string()).collect();
-        let extra: Vec<String> = have.difference(&was).map(|s| s.to_string()).collect();
+        // What the image was limited to (with generic, the generic set) against what a JVM
+        // would use natively here, both in HotSpot's terms: a generic image is not exactly
+        // this CPU's.
+        let hotspot: BTreeSet<&str> = HOTSPOT_USES.iter().chain(BASELINE).copied().collect();
+        let was: BTreeSet<&str> = record.jvm.iter().map(String::as_str).collect();
+        let now: BTreeSet<&str> = have
+            .iter()
+            .copied()
+            .filter(|f| hotspot.contains(f) || was.contains(f))
+            .collect();
+        let missing: Vec<String> = was.difference(&now).map(|s| s.to_string()).collect();
+        let extra: Vec<String> = now.difference(&was).map(|s| s.to_string()).collect();
         if missing.is_empty() && extra.is_empty() {
             return Ok(());
         }
-        return Err(Mismatch { missing, extra });
+        return Err(Mismatch {
+            missing,
+            extra,
+            unknown: false,
+        });
     }
     let mut missing: BTreeSet<String> = record
         .jvm
@@ -488,6 +517,7 @@ pub fn check(record: &Record, here: &Machine, how: Check) -> Result<(), Mismatch
         Err(Mismatch {
             missing: missing.into_iter().collect(),
             extra: Vec::new(),
+            unknown: false,
         })
     }
 }
@@ -637,12 +667,26 @@ mod tests {
         let e = check(&record(&["sse2"], &glibc), &here, Check::Compatible).unwrap_err();
         assert_eq!(e.missing, ["avx512f", "bmi1"]);
         assert!(check(&record(&["avx512f"], &glibc), &here, Check::Skip).is_ok());
-        let e = check(&record(&[], &[]), &here, Check::Exact).unwrap_err();
+        // Exact: what the image was limited to against what a JVM would use natively here.
+        assert!(check(&record(&["sse2", "avx", "avx2"], &[]), &here, Check::Exact).is_ok());
+        let e = check(&record(&["sse2", "avx2"], &[]), &here, Check::Exact).unwrap_err();
         assert_eq!(
             (e.missing.len(), e.extra.clone()),
             (0, vec!["avx".to_string()])
         );
         assert!(e.to_string().contains("has avx"));
+        // A generic image is not exactly this CPU's.
+        let mut generic = record(&["sse2"], &[]);
+        generic.mode = "generic".into();
+        assert!(check(&generic, &here, Check::Compatible).is_ok());
+        assert!(check(&generic, &here, Check::Exact).is_err());
+        // An image that recorded nothing passes only a skipped check.
+        let mut ignored = record(&[], &[]);
+        ignored.mode = "ignore".into();
+        for how in [Check::Compatible, Check::Exact] {
+            assert!(check(&ignored, &here, how).unwrap_err().unknown);
+        }
+        assert!(check(&ignored, &here, Check::Skip).is_ok());
     }
 
     #[test]

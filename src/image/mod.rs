@@ -558,10 +558,12 @@ impl std::fmt::Display for OpenError {
                 f,
                 "{} cannot be restored on this CPU: {mismatch}; {}",
                 dir.display(),
-                if *exact {
+                if mismatch.unknown {
+                    "skip the check with -XX:+UnlockExperimentalVMOptions -XX:CheckCPUFeatures=skip (the JVM may then die of SIGILL), or checkpoint with -XX:CPUFeatures=native or generic"
+                } else if *exact {
                     "restore on the same kind of CPU, or use -XX:CheckCPUFeatures=compatible"
                 } else {
-                    "restore on a CPU that has them, checkpoint with -XX:CPUFeatures=generic for an image that runs anywhere, or skip the check with -XX:CheckCPUFeatures=skip (the JVM may then die of SIGILL)"
+                    "restore on a CPU that has them, checkpoint with -XX:CPUFeatures=generic for an image that runs anywhere, or skip the check with -XX:+UnlockExperimentalVMOptions -XX:CheckCPUFeatures=skip (the JVM may then die of SIGILL)"
                 }
             ),
         }

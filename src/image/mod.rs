@@ -82,6 +82,22 @@ pub struct FileState {
     pub path: String,
 }
 
+/// Whether `file` lies on a file system whose contents the kernel makes up when read.
+fn is_pseudo(file: &std::fs::File) -> bool {
+    const PSEUDO: [i64; 9] = [
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x0027_e0eb, // cgroup
+        0x6367_7270, // cgroup2
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+        0x7363_6673, // securityfs
+        0xcafe_4a11, // bpf
+        0x6265_6570, // configfs
+    ];
+    nix::sys::statfs::fstatfs(file).is_ok_and(|s| PSEUDO.contains(&s.filesystem_type().0))
+}
+
 impl FileState {
     /// Small files (configuration, a database's state) are told apart by their contents:
     /// reading them costs little, and a copy on another host keeps its contents, not its times.
@@ -90,7 +106,9 @@ impl FileState {
     /// The file at `path` now, through `fd` when given (already opened safely).
     pub fn of(path: &str, file: &std::fs::File) -> std::io::Result<FileState> {
         let m = file.metadata()?;
-        let checksum = if m.len() <= Self::SUMMED {
+        // Not the contents of what the kernel makes up as it is read (/proc, /sys, cgroup
+        // files: HotSpot keeps a cgroup's memory.stat open), nor of an empty file.
+        let checksum = if m.len() > 0 && m.len() <= Self::SUMMED && !is_pseudo(file) {
             let mut h = manifest::Hasher::default();
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut &*file, &mut bytes)?;

@@ -458,6 +458,12 @@ pub fn wait_gone(pid: u32) {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // A failing test shows what each of its processes said on stderr.
+        if std::thread::panicking() {
+            let err = self.err.snapshot();
+            let tail = &err[err.len().saturating_sub(5)..];
+            eprintln!("[pid {}, {:?}] stderr: {tail:?}", self.pid, self.status);
+        }
         if self.status.is_some() {
             return;
         }

@@ -433,8 +433,17 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
                         .read(true)
                         .write(writable)
                         .open(&e.path)?;
-                    // SAFETY: seeking a file we just opened.
-                    unsafe { libc::lseek(f.as_raw_fd(), e.offset, libc::SEEK_SET) };
+                    // At the program's offset now (it wrote on since the scan); set again
+                    // below once the stand-in holds its number.
+                    // SAFETY: reading the program's offset; seeking a file we just opened.
+                    unsafe {
+                        let now = libc::lseek(e.fd, 0, libc::SEEK_CUR);
+                        libc::lseek(
+                            f.as_raw_fd(),
+                            if now >= 0 { now } else { e.offset },
+                            libc::SEEK_SET,
+                        );
+                    }
                     f
                 };
                 (f, at_end)
@@ -446,13 +455,34 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
         } else {
             Vec::new()
         };
+        // The program's own open file, held a moment longer: a write it makes between our
+        // reading its offset and the swap still moves that offset, which the stand-in then
+        // takes (no write of the program's can land behind the stand-in's offset).
+        // SAFETY: dup of a descriptor the program owns; ours until dropped below.
+        let original = unsafe { libc::dup(e.fd) };
         // SAFETY: dup2 onto a descriptor number the program owns; it keeps the number and its
         // close-on-exec state.
         unsafe {
             if libc::dup2(stand_in.as_raw_fd(), e.fd) < 0 {
+                if original >= 0 {
+                    libc::close(original);
+                }
                 return Err(std::io::Error::last_os_error());
             }
             libc::fcntl(e.fd, libc::F_SETFD, e.fd_flags);
+        }
+        if original >= 0 {
+            // SAFETY: lseek on our dup of the program's former open file and on the stand-in
+            // (no other holder writes through the former any more); then our dup is closed.
+            unsafe {
+                if !at_end && e.action == Action::Reopen {
+                    let last = libc::lseek(original, 0, libc::SEEK_CUR);
+                    if last >= 0 {
+                        libc::lseek(stand_in.as_raw_fd(), last, libc::SEEK_SET);
+                    }
+                }
+                libc::close(original);
+            }
         }
         if e.action == Action::Reopen {
             reopen.push(Reopen {

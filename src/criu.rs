@@ -24,6 +24,19 @@ impl Criu {
     pub fn has_feature(&self, name: &str) -> bool {
         self.features.iter().any(|f| f == name)
     }
+
+    /// Which mode runs: crac-shim's patches this CRIU has, or none (the slower mode).
+    pub fn mode(&self) -> String {
+        if self.features.is_empty() {
+            format!("CRIU {} without crac-shim's patches (slower: no probe cache as root where /run is not a tmpfs, threads waited for one by one)", self.version)
+        } else {
+            format!(
+                "CRIU {} with crac-shim's patches: {}",
+                self.version,
+                self.features.join(", ")
+            )
+        }
+    }
 }
 
 /// The `crac-shim-feature:` lines of `criu --version`.

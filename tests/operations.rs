@@ -173,6 +173,10 @@ fn print_command_and_criu_args_reach_criu() {
     restored
         .err
         .wait_for("the restore command", |l| l.contains(" restore -D "));
+    // Which mode ran: crac-shim's CRIU says its patches (scripts/setup builds it with them).
+    restored.err.wait_for("the mode", |l| {
+        l.contains("with crac-shim's patches: kdat-file, thread-wait")
+    });
 }
 
 #[test]

@@ -303,6 +303,7 @@ fn dump(request: &Message) -> Result<()> {
     let hook = post_dump::Hook::listen(&work)?;
     let args = criu::dump_args(pid, &staging, &work, "dump.log", &external, &extra);
     if request.get("print_command") == Some("true") {
+        eprintln!("crac-shim: {}", criu.mode());
         eprintln!("crac-shim: {} {}", criu_path.display(), args.join(" "));
     }
     let out = std::fs::File::create(work.join("criu.out")).context("cannot create criu.out")?;

@@ -172,7 +172,7 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
                 new_pid_namespace: pids_taken,
             };
             crate::privilege::check(c, op)
-                .map(|()| format!("{} at {}", c.version, c.path.display()))
+                .map(|()| format!("{} at {}", c.mode(), c.path.display()))
                 .map_err(|e| format!("{e:#}"))
         }),
     );

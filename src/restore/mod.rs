@@ -264,6 +264,7 @@ fn attempt(
     extra.extend(req.criu_args.iter().cloned());
     let args = criu::restore_args(&image.held.fs(), &work, "restore.log", &inherit, &extra);
     if req.print_command {
+        eprintln!("crac-java: {}", req.criu.mode());
         eprintln!("crac-java: {} {}", req.criu.path.display(), args.join(" "));
     }
 

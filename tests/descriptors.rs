@@ -296,6 +296,13 @@ fn an_established_connection_is_refused_or_kept_by_policy() {
         refused[0].contains("CheckpointOpenSocketException")
             && refused[0].contains("connected TCP")
     );
+    // CRaC's text first, as java.net.Socket names itself (tools grep for it).
+    for r in &refused {
+        assert!(
+            r.contains("CheckpointOpenSocketException: Socket[addr=/127.0.0.1,port="),
+            "{r}"
+        );
+    }
     drop(app);
 
     let policy = tmp.join("policy");

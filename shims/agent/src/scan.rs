@@ -65,7 +65,28 @@ impl Entry {
             ),
             _ => ("refused by the policy", "change the policy rule that matches it".to_string()),
         };
-        format!("{}: {why}; {hint}", self.crac_line())
+        match self.java_text() {
+            // CRaC's text first (what tools and people grep for), then ours.
+            Some(java) => format!("{java} ({}): {why}; {hint}", self.crac_line()),
+            None => format!("{}: {why}; {hint}", self.crac_line()),
+        }
+    }
+
+    /// How a CRaC JDK names the object behind this descriptor in its refusal: a connected
+    /// TCP socket as java.net.Socket's `toString()` (`Socket[addr=/IP,port=N,localport=M]`).
+    fn java_text(&self) -> Option<String> {
+        if self.class != Class::ConnectedTcp {
+            return None;
+        }
+        let split = |a: &str| -> Option<(String, String)> {
+            let (ip, port) = a.rsplit_once(':')?;
+            Some((ip.trim_matches(['[', ']']).to_string(), port.to_string()))
+        };
+        let (_, local_port) = split(self.addresses.first()?)?;
+        let (peer_ip, peer_port) = split(self.addresses.get(1)?)?;
+        Some(format!(
+            "Socket[addr=/{peer_ip},port={peer_port},localport={local_port}]"
+        ))
     }
 }
 
@@ -575,6 +596,19 @@ mod tests {
             mtime: 0,
             offset: 0,
         }
+    }
+
+    #[test]
+    fn a_connected_socket_is_named_as_java_names_it_first() {
+        let mut e = entry(8, Class::ConnectedTcp, "socket:[77]", Action::Refuse);
+        e.addresses = vec!["127.0.0.1:40000".into(), "127.0.0.1:5432".into()];
+        let line = e.refusal();
+        assert!(
+            line.starts_with(
+                "Socket[addr=/127.0.0.1,port=5432,localport=40000] (FD fd=8 type=socket"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -146,3 +146,54 @@ fn cpu_feature_checks_as_crac_makes_them() {
     copy.out
         .wait_for("the ignore image, skipped", |l| tick(l).is_some());
 }
+
+/// `-XX:CRaCIgnoredFileDescriptors`: as a CRaC JDK, the JVM closes at its start every
+/// inherited descriptor above 2 that is not listed (a stray one cannot refuse a checkpoint);
+/// a listed one stays open and is left alone by the check.
+#[test]
+fn unlisted_inherited_descriptors_are_closed_at_start() {
+    require_checkpoint!();
+    let tmp = TempDir::new("inheritedfds");
+    let stray = tmp.join("stray.txt");
+    std::fs::write(&stray, "x").unwrap();
+    let start = |listed: Option<&str>| {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&stray)
+            .unwrap();
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(file);
+        let mut cmd = crac_java();
+        if let Some(l) = listed {
+            cmd.arg(format!("-XX:CRaCIgnoredFileDescriptors={l}"));
+        }
+        // SAFETY: dup2 in the child before exec: fd 42 is the stray file there.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::dup2(raw, 42) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let image = tmp.join(&format!("image-{}", listed.is_some()));
+        let app = start_checkpointable_with(cmd, &image, "Ticker", &[]);
+        // SAFETY: our copy of the descriptor, no longer needed once the child has it.
+        unsafe { libc::close(raw) };
+        app.out.wait_for("a tick", |l| tick(l).is_some());
+        app
+    };
+    let app = start(None);
+    assert!(
+        std::fs::read_link(format!("/proc/{}/fd/42", app.pid)).is_err(),
+        "the stray descriptor is closed"
+    );
+    checkpoint_ok(app.pid);
+    drop(app);
+    let app = start(Some("42"));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/fd/42", app.pid)).unwrap(),
+        stray,
+        "the listed descriptor stays"
+    );
+    checkpoint_ok(app.pid);
+}

@@ -31,6 +31,7 @@ extern "C" fn agent_init(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     let Some(config) = config::capture_and_scrub() else {
         return;
     };
+    scan::close_unlisted_inherited(&config.ignored_fds);
     scan::remember_inherited();
     checkpoint::note_start();
     tempfiles::note_start();

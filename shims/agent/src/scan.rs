@@ -136,6 +136,29 @@ pub static AGENT_PIPE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 /// Descriptors that were open when the agent started (handed down by the JVM's parent).
 static INHERITED: OnceLock<Vec<(RawFd, u64, u64)>> = OnceLock::new();
 
+/// At the JVM's start, as a CRaC JDK does: every inherited descriptor above 2 is closed unless
+/// `-XX:CRaCIgnoredFileDescriptors` lists it (by number or path), so that a stray descriptor a
+/// parent left open cannot refuse a checkpoint later. Listed ones stay, and are left alone by
+/// the check.
+pub fn close_unlisted_inherited(listed: &[String]) {
+    for fd in open_fds() {
+        if fd <= 2 {
+            continue;
+        }
+        let path = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let kept = listed
+            .iter()
+            .any(|l| l.parse::<RawFd>().ok() == Some(fd) || (!path.is_empty() && *l == path));
+        if !kept {
+            // SAFETY: closing an inherited descriptor before anything in this process uses it
+            // (the JVM does not exist yet).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 pub fn remember_inherited() {
     let mut v = Vec::new();
     for fd in open_fds() {

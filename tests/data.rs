@@ -292,24 +292,6 @@ fn a_reopen_rule_under_the_temp_directory_wins() {
     );
 }
 
-/// A 3 MiB native library built with gcc (the test's own), or None without gcc.
-fn native_library(tmp: &TempDir) -> Option<std::path::PathBuf> {
-    let src = tmp.join("big.c");
-    std::fs::write(
-        &src,
-        "__attribute__((used)) static const char pad[3 << 20] = {1};\nint crac_shim_test_answer(void) { return 41 + pad[0]; }\n",
-    )
-    .unwrap();
-    let lib = tmp.join("libbig.so");
-    let built = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status()
-        .is_ok_and(|s| s.success());
-    built.then_some(lib)
-}
-
 /// How many rounds the stress-shaped tests run (CRAC_SHIM_ROUNDS; 1 in the suite).
 fn rounds() -> u32 {
     std::env::var("CRAC_SHIM_ROUNDS")

@@ -462,22 +462,9 @@ fn socket_remote_port(inode: &str) -> Option<u16> {
 fn a_deleted_loaded_native_library_checkpoints_and_restores() {
     require_checkpoint!();
     let tmp = TempDir::new("ghost");
-    let src = tmp.join("big.c");
-    std::fs::write(
-        &src,
-        "__attribute__((used)) static const char pad[3 << 20] = {1};\nint crac_shim_test_answer(void) { return 41 + pad[0]; }\n",
-    )
-    .unwrap();
-    let lib = tmp.join("libbig.so");
-    let gcc = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status();
-    skip_unless!(
-        gcc.is_ok_and(|s| s.success()),
-        "no gcc to build the test's native library"
-    );
+    let lib = native_library(&tmp);
+    skip_unless!(lib.is_some(), "no gcc to build the test's native library");
+    let lib = lib.unwrap();
     assert!(std::fs::metadata(&lib).unwrap().len() >= 3 << 20);
     let load = format!("load={}", lib.display());
 

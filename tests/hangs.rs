@@ -71,39 +71,13 @@ fn sigterm_ends_a_restore_at_any_moment() {
     let tmp = TempDir::new("stalled");
     let image = tmp.join("image");
     ticker_image(&image, &[], 1);
-    // A pages file cut short (the manifest written again over the damage): CRIU never
-    // finishes this restore by itself.
-    let pages = std::fs::read_dir(&image)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("pages-")
-        })
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&pages)
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
-    crac_shim::image::manifest::write(&image).unwrap();
+    // CRIU never finishes this restore by itself.
+    cut_pages_short(&image);
     let mut c = crac_java();
     c.env("CRAC_SHIM_RESTORE_TIMEOUT", "300")
         .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
     let mut p = Proc::spawn(c);
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !p.descendants().iter().any(|d| {
-        std::fs::read_to_string(format!("/proc/{d}/cmdline"))
-            .is_ok_and(|c| c.contains("criu") && c.contains("restore"))
-    }) {
-        assert!(std::time::Instant::now() < deadline, "no CRIU seen");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    criu_restore_below(&p);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let below = p.descendants();
     p.signal(libc::SIGTERM);

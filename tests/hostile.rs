@@ -362,43 +362,13 @@ fn a_killed_criu_is_reported_as_killed() {
     let tmp = TempDir::new("hostile-killed");
     let image = tmp.join("image");
     ticker_image(&image, &[], 1);
-    // A pages file cut short (the manifest written again over the damage): CRIU never
-    // finishes, so there is time to kill it.
-    let pages = std::fs::read_dir(&image)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("pages-")
-        })
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&pages)
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
-    crac_shim::image::manifest::write(&image).unwrap();
+    // CRIU never finishes this restore: there is time to kill it.
+    cut_pages_short(&image);
     let mut c = crac_java();
     c.env("CRAC_SHIM_RESTORE_TIMEOUT", "60")
         .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
     let mut p = Proc::spawn(c);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let criu = loop {
-        let found = p.descendants().into_iter().find(|d| {
-            std::fs::read_to_string(format!("/proc/{d}/cmdline"))
-                .is_ok_and(|c| c.contains("restore") && c.contains("criu"))
-        });
-        if let Some(c) = found {
-            break c;
-        }
-        assert!(std::time::Instant::now() < deadline, "no CRIU seen");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+    let criu = criu_restore_below(&p);
     std::thread::sleep(std::time::Duration::from_millis(300));
     kill_pid(criu);
     let status = p.wait();

@@ -262,28 +262,11 @@ fn a_killed_restore_leaves_no_process_behind() {
     for p in below {
         wait_gone(p);
     }
-    // A corrupted pages file: CRIU fails, one line, nothing left running.
-    let pages = std::fs::read_dir(&image)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("pages-")
-        })
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&pages)
-        .unwrap();
-    f.set_len(4096).unwrap();
-    // The manifest names such a file before CRIU runs (images::a_damaged_image_...); written
-    // again over the damage, it lets CRIU meet it. CRIU never finishes with this one: the
-    // launcher's watchdog ends it.
-    crac_shim::image::manifest::write(&image).unwrap();
+    // A corrupted pages file: CRIU fails, one line, nothing left running. The manifest names
+    // such a file before CRIU runs (images::a_damaged_image_...); written again over the
+    // damage, it lets CRIU meet it. CRIU never finishes with this one: the launcher's watchdog
+    // ends it.
+    let pages = cut_pages_short(&image);
     let mut c = crac_java();
     c.env("CRAC_SHIM_RESTORE_TIMEOUT", "3")
         .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));

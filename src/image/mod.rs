@@ -382,17 +382,23 @@ impl Held {
 
     /// Lets `cmd` (CRIU) inherit the descriptor behind `fs()`; nothing else we start gets it.
     pub fn pass_to(&self, cmd: &mut std::process::Command) {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: fcntl is async-signal-safe; `fd` stays open in the parent until the child
-        // has exec'd (we hold it for the whole restore).
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        pass_to(&self.fd, cmd);
+    }
+}
+
+/// Lets `cmd` (CRIU) alone inherit `fd`, held by the caller until `cmd` has run: close-on-exec
+/// is cleared in the child only, so nothing else we start gets it.
+pub fn pass_to(fd: &OwnedFd, cmd: &mut std::process::Command) {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl is async-signal-safe; the caller keeps `fd` open until the child has
+    // exec'd.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -851,7 +857,7 @@ pub fn pstree_ids(bytes: &[u8]) -> Result<Vec<u32>, String> {
     Ok(ids)
 }
 
-fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+pub(crate) fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *buf.get(*pos).ok_or("truncated varint")?;

@@ -7,16 +7,7 @@
 use std::path::Path;
 
 fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
+    super::varint(buf, pos).ok()
 }
 
 /// A field's value: a varint, or the bytes of a length-delimited field.

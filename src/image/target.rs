@@ -247,18 +247,8 @@ impl Staging {
         safepath::fd_path(&self.fd)
     }
 
-    /// Lets `cmd` (CRIU) inherit the descriptor behind `fs()`.
+    /// Lets `cmd` (CRIU) inherit the descriptor behind `fs()` (held for the whole dump).
     pub fn pass_to(&self, cmd: &mut std::process::Command) {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: fcntl is async-signal-safe; `fd` stays open in the parent until the child
-        // has exec'd (we hold it for the whole dump).
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::pass_to(&self.fd, cmd);
     }
 }

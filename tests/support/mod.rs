@@ -759,3 +759,62 @@ impl Drop for TestUser {
         }
     }
 }
+
+/// Cuts the image's largest pages file short and writes the manifest again over the damage
+/// (which it would otherwise name before CRIU runs): CRIU then never finishes restoring it.
+pub fn cut_pages_short(image: &Path) -> PathBuf {
+    let pages = std::fs::read_dir(image)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pages-")
+        })
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    crac_shim::image::manifest::write(image).unwrap();
+    pages
+}
+
+/// The CRIU restoring below `p`, once it runs.
+pub fn criu_restore_below(p: &Proc) -> u32 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let found = p.descendants().into_iter().find(|d| {
+            std::fs::read_to_string(format!("/proc/{d}/cmdline"))
+                .is_ok_and(|c| c.contains("criu") && c.contains("restore"))
+        });
+        if let Some(c) = found {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no CRIU seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A 3 MiB native library built with gcc (the test's own), or None without gcc.
+pub fn native_library(tmp: &TempDir) -> Option<PathBuf> {
+    let src = tmp.join("big.c");
+    std::fs::write(
+        &src,
+        "__attribute__((used)) static const char pad[3 << 20] = {1};\nint crac_shim_test_answer(void) { return 41 + pad[0]; }\n",
+    )
+    .unwrap();
+    let lib = tmp.join("libbig.so");
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    built.then_some(lib)
+}

@@ -3,6 +3,7 @@
 //! size arrives whole.
 
 mod support;
+use std::path::PathBuf;
 use std::process::Command;
 use support::*;
 
@@ -300,17 +301,11 @@ fn rounds() -> u32 {
         .unwrap_or(1)
 }
 
-/// lz4-java's way (Spark, Kafka clients): a library unpacked to the temp directory, loaded,
-/// deleted when the JVM exits. The image holds it: every copy's exit deletes the file, and the
-/// next restore still works, ten times in a row.
-#[test]
-fn a_library_deleted_at_exit_is_in_the_image_for_every_copy() {
-    require_checkpoint!();
-    let tmp = TempDir::new("lz4");
-    let Some(lib) = native_library(&tmp) else {
-        skip_unless!(false, "no gcc to build the test's native library");
-        return;
-    };
+/// Ticker with the test's native library loaded as `how` (`load`: deleted at once;
+/// `loadkeep`: deleted at exit), its temp directory its own, checkpointed: the image, the temp
+/// directory and what Ticker said when it loaded. None without gcc.
+fn image_with_library(tmp: &TempDir, how: &str) -> Option<(PathBuf, PathBuf, String)> {
+    let lib = native_library(tmp)?;
     let image = tmp.join("image");
     let jvm_tmp = tmp.join("jvm-tmp");
     std::fs::create_dir(&jvm_tmp).unwrap();
@@ -320,13 +315,26 @@ fn a_library_deleted_at_exit_is_in_the_image_for_every_copy() {
         cmd,
         &image,
         "Ticker",
-        &[&format!("loadkeep={}", lib.display())],
+        &[&format!("{how}={}", lib.display())],
     );
-    let loaded = app.out.wait_for("loaded", |l| l.starts_with("loaded "));
-    let unpacked = std::path::PathBuf::from(loaded.trim_start_matches("loaded "));
+    let loaded = app.out.wait_for("loaded", |l| l.starts_with("loaded"));
     app.out.wait_for("a tick", |l| tick(l).is_some());
     checkpoint_ok(app.pid);
     app.wait();
+    Some((image, jvm_tmp, loaded))
+}
+
+/// lz4-java's way (Spark, Kafka clients): a library unpacked to the temp directory, loaded,
+/// deleted when the JVM exits. The image holds it: every copy's exit deletes the file, and the
+/// next restore still works, ten times in a row.
+#[test]
+fn a_library_deleted_at_exit_is_in_the_image_for_every_copy() {
+    require_checkpoint!();
+    let tmp = TempDir::new("lz4");
+    let made = image_with_library(&tmp, "loadkeep");
+    skip_unless!(made.is_some(), "no gcc to build the test's native library");
+    let (image, _, loaded) = made.unwrap();
+    let unpacked = PathBuf::from(loaded.trim_start_matches("loaded "));
     for round in 1..=10 {
         let mut copy = restore(&image);
         copy.out
@@ -346,21 +354,9 @@ fn a_library_deleted_at_exit_is_in_the_image_for_every_copy() {
 fn four_copies_at_once_of_an_image_with_a_deleted_library() {
     require_checkpoint!();
     let tmp = TempDir::new("ghosts");
-    let Some(lib) = native_library(&tmp) else {
-        skip_unless!(false, "no gcc to build the test's native library");
-        return;
-    };
-    let image = tmp.join("image");
-    let jvm_tmp = tmp.join("jvm-tmp");
-    std::fs::create_dir(&jvm_tmp).unwrap();
-    let mut cmd = crac_java();
-    cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()));
-    let mut app =
-        start_checkpointable_with(cmd, &image, "Ticker", &[&format!("load={}", lib.display())]);
-    app.out.wait_for("loaded", |l| l == "loaded");
-    app.out.wait_for("a tick", |l| tick(l).is_some());
-    checkpoint_ok(app.pid);
-    app.wait();
+    let made = image_with_library(&tmp, "load");
+    skip_unless!(made.is_some(), "no gcc to build the test's native library");
+    let (image, jvm_tmp, _) = made.unwrap();
     for round in 1..=rounds() {
         let copies: Vec<Proc> = (0..4).map(|_| restore(&image)).collect();
         for (i, c) in copies.iter().enumerate() {

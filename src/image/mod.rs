@@ -904,21 +904,24 @@ fn parse_entry(buf: &[u8], ids: &mut Vec<u32>) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entry(pid: u32, threads: &[u32], packed: bool) -> Vec<u8> {
-        fn v(mut n: u64, out: &mut Vec<u8>) {
-            loop {
-                let b = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    out.push(b);
-                    return;
-                }
-                out.push(b | 0x80);
+    /// A protobuf varint, for building CRIU image entries in tests.
+    pub(crate) fn put_varint(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return;
             }
+            out.push(b | 0x80);
         }
+    }
+
+    fn entry(pid: u32, threads: &[u32], packed: bool) -> Vec<u8> {
+        let v = put_varint;
         let mut e = vec![0x08];
         v(pid.into(), &mut e);
         e.extend([0x10, 1]);

@@ -128,17 +128,7 @@ pub fn missing(needed: &[String], exempt: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn v(mut n: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
+    use crate::image::tests::put_varint as v;
 
     fn bytes_field(field: u64, body: &[u8], out: &mut Vec<u8>) {
         v(field << 3 | 2, out);

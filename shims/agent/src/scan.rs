@@ -72,9 +72,14 @@ impl Entry {
         }
     }
 
-    /// How a CRaC JDK names the object behind this descriptor in its refusal: a connected
-    /// TCP socket as java.net.Socket's `toString()` (`Socket[addr=/IP,port=N,localport=M]`).
+    /// How a CRaC JDK names the object behind this descriptor in its refusal: a file by its
+    /// path, a connected TCP socket as java.net.Socket's `toString()`
+    /// (`Socket[addr=/IP,port=N,localport=M]`).
     fn java_text(&self) -> Option<String> {
+        // A file as CRaC names it: its path.
+        if matches!(self.class, Class::WriteFile | Class::AppendFile) {
+            return Some(self.path.clone());
+        }
         if self.class != Class::ConnectedTcp {
             return None;
         }

@@ -197,3 +197,37 @@ fn unlisted_inherited_descriptors_are_closed_at_start() {
     );
     checkpoint_ok(app.pid);
 }
+
+/// Policy `action: close`: after the restore the descriptor is closed, as in a CRaC JDK: the
+/// program's next write fails with an IOException (it used to go to /dev/null unnoticed).
+#[test]
+fn a_descriptor_the_policy_closes_fails_after_restore() {
+    require_checkpoint!();
+    let tmp = TempDir::new("closeaction");
+    let image = tmp.join("image");
+    let data = tmp.join("data.txt");
+    let policy = tmp.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!("type: file\npath: {}\naction: close\n", data.display()),
+    )
+    .unwrap();
+    let mut cmd = crac_java();
+    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+    separate_temp_dir(&mut cmd, &tmp);
+    let mut app = start_checkpointable_with(
+        cmd,
+        &image,
+        "Files",
+        &[&format!("write={}", data.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    checkpoint_ok(app.pid);
+    app.wait();
+    let mut copy = restore(&image);
+    let status = copy.wait();
+    let err = copy.err.all().join("\n");
+    assert!(err.contains("java.io.IOException"), "{err}");
+    assert_ne!(status.code(), Some(0), "{err}");
+}

@@ -351,7 +351,8 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
         crate::perfdata::free_attach_name();
     }
     let restored = matches!(outcome, Ok(Outcome::Restored(_)));
-    let failed = scan::reopen(&mut prepared, restored);
+    let dumped = matches!(outcome, Ok(Outcome::Restored(_) | Outcome::Kept));
+    let failed = scan::reopen(&mut prepared, restored, dumped);
     if !failed.is_empty() {
         warn(&format!(
             "could not reopen after the checkpoint: {}",

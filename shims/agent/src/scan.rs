@@ -424,6 +424,8 @@ pub fn criu_reopens(e: &Entry) -> bool {
 /// Descriptors replaced for the dump (close, and reopen other than CRIU's own).
 pub struct Prepared {
     pub reopen: Vec<Reopen>,
+    /// What the policy closes: (number, FD_CLOEXEC state).
+    pub closed: Vec<(RawFd, i32)>,
     pub private: Vec<crate::tempfiles::Private>,
     /// Files whose locks could not be taken again after the dump, and who holds them.
     pub lost_locks: Vec<String>,
@@ -444,6 +446,7 @@ pub struct Reopen {
 /// the size; one written in place a stand-in at its offset (which a restore of a file that may
 /// have changed hands to CRIU itself: `inherit_file`).
 pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
+    let mut closed = Vec::new();
     let mut reopen = Vec::new();
     let mut private = Vec::new();
     for e in entries {
@@ -462,13 +465,20 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
             // Connections are closed by CRIU itself at restore (--tcp-close): the program
             // keeps a socket that reports the peer gone, and closes it as it would.
             Action::Close if e.class == Class::ConnectedTcp => continue,
-            Action::Close => (
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")?,
-                false,
-            ),
+            // /dev/null while the JVM runs on into the dump (what it writes then is lost, as
+            // it would be on a closed descriptor, but harmlessly: no copy of the program's own
+            // open file may stay in the JVM, or CRIU would dump it); closed for good once the
+            // dump is done (`reopen`).
+            Action::Close => {
+                closed.push((e.fd, e.fd_flags));
+                (
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/null")?,
+                    false,
+                )
+            }
             Action::Reopen if !criu_reopens(e) => {
                 let writable = e.flags & libc::O_ACCMODE != libc::O_RDONLY;
                 // Only a file opened for appending is written at its end: one written in
@@ -543,6 +553,7 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
     }
     Ok(Prepared {
         reopen,
+        closed,
         private,
         lost_locks: Vec::new(),
     })
@@ -551,10 +562,36 @@ pub fn prepare(entries: &[Entry]) -> std::io::Result<Prepared> {
 /// Reopens by path, with the original flags, what `prepare` stood in for: at the stand-in's
 /// offset (which went on with the program's writes), or at the end for a file written at its
 /// end. Returns the paths that could not be reopened.
-pub fn reopen(prepared: &mut Prepared, restored: bool) -> Vec<String> {
+pub fn reopen(prepared: &mut Prepared, restored: bool, dumped: bool) -> Vec<String> {
+    close_for_good(prepared, dumped);
     let mut failed = crate::tempfiles::after_dump(std::mem::take(&mut prepared.private), restored);
     failed.extend(reopen_by_path(prepared));
     failed
+}
+
+/// After a dump (a restored copy, or a JVM that went on): what the policy closes is closed as
+/// in a CRaC JDK, the number kept by a descriptor that can do nothing (O_PATH), so the
+/// program's next read or write fails (EBADF: an IOException in Java). Without a dump it stays
+/// on /dev/null (the program's own open file is gone since the stand-in took its number).
+fn close_for_good(prepared: &mut Prepared, dumped: bool) {
+    for (fd, fd_flags) in prepared.closed.drain(..) {
+        if !dumped {
+            continue;
+        }
+        let nothing = crac_shim_proto::safepath::openat(
+            libc::AT_FDCWD,
+            std::ffi::OsStr::new("/dev/null"),
+            libc::O_PATH,
+            0,
+        );
+        if let Ok(r) = nothing {
+            // SAFETY: dup2 onto the program's number, which keeps its close-on-exec state.
+            unsafe {
+                libc::dup2(r.as_raw_fd(), fd);
+                libc::fcntl(fd, libc::F_SETFD, fd_flags);
+            }
+        }
+    }
 }
 
 fn reopen_by_path(prepared: &mut Prepared) -> Vec<String> {

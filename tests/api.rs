@@ -179,6 +179,29 @@ fn crac_jcmd_runs_the_java_notifications() {
         });
 }
 
+/// The JVM's last non-daemon thread ends while the checkpoint's notifications run: as a CRaC
+/// JDK, the JVM lives on until the checkpoint is done, and the restored JVM then exits
+/// normally once its notifications ran.
+#[test]
+fn the_jvm_lives_until_its_checkpoint_is_done() {
+    require_api!();
+    let tmp = TempDir::new("handover");
+    let image = tmp.join("image");
+    let mut app = start_checkpointable(&image, "Api", &["handover"]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+    assert!(app.out.all().contains(&"main returns".to_string()));
+    assert!(image.join("crac-shim.meta").is_file());
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let mut restored = Proc::spawn(c);
+    restored
+        .out
+        .wait_for("afterRestore in the restored JVM", |l| l == "after slow");
+    assert_eq!(restored.wait().code(), Some(0), "the JVM exits normally");
+}
+
 #[test]
 fn crac_jcmd_reports_notification_failures_and_the_jvm_goes_on() {
     require_api!();

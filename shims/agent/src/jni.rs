@@ -27,7 +27,8 @@ fn the_vm() -> Option<*mut JavaVM> {
     (rc == JNI_OK && count == 1 && !vm.is_null()).then_some(vm)
 }
 
-/// This thread, attached to the JVM as a daemon for as long as it is held.
+/// This thread, attached to the JVM for as long as it is held: as a daemon, or not (then the
+/// JVM does not end while it is attached).
 struct Attached {
     vm: *mut JavaVM,
     env: *mut JNIEnv,
@@ -36,6 +37,10 @@ struct Attached {
 
 impl Attached {
     fn new(name: &CStr, detach: bool) -> Option<Attached> {
+        Attached::attach(name, detach, true)
+    }
+
+    fn attach(name: &CStr, detach: bool, daemon: bool) -> Option<Attached> {
         let vm = the_vm()?;
         let mut env: *mut c_void = std::ptr::null_mut();
         let mut args = JavaVMAttachArgs {
@@ -43,13 +48,14 @@ impl Attached {
             name: name.as_ptr().cast_mut(),
             group: std::ptr::null_mut(),
         };
-        // SAFETY: vm is a live JavaVM; the function table entry exists in every JDK >= 1.4.
+        // SAFETY: vm is a live JavaVM; both function table entries exist in every JDK >= 1.4.
         let rc = unsafe {
-            ((**vm).v1_4.AttachCurrentThreadAsDaemon)(
-                vm,
-                &mut env,
-                (&mut args as *mut JavaVMAttachArgs).cast(),
-            )
+            let attach = if daemon {
+                (**vm).v1_4.AttachCurrentThreadAsDaemon
+            } else {
+                (**vm).v1_4.AttachCurrentThread
+            };
+            attach(vm, &mut env, (&mut args as *mut JavaVMAttachArgs).cast())
         };
         (rc == JNI_OK && !env.is_null()).then_some(Attached {
             vm,
@@ -104,8 +110,10 @@ pub fn api_available() -> bool {
 /// Runs `AgentLink.checkpointFromAgent()` on this thread: `Ok(None)` when the checkpoint
 /// happened (we may be the restored JVM), `Ok(Some(text))` with the exception jcmd prints.
 pub fn checkpoint_from_agent() -> Result<Option<String>, String> {
+    // Not a daemon: as in a CRaC JDK, the JVM lives until its checkpoint is done even if its
+    // last other thread ends meanwhile (a restored JVM then exits once this one detaches).
     let attached =
-        Attached::new(c"crac-shim checkpoint", true).ok_or("cannot attach to the JVM")?;
+        Attached::attach(c"crac-shim checkpoint", true, false).ok_or("cannot attach to the JVM")?;
     let cls = attached
         .find_agent_link()
         .ok_or("the jdk.crac API is not loaded")?;

@@ -102,6 +102,28 @@ public class Api {
                 Thread.sleep(100_000);
                 return;
             }
+            case "handover": {
+                // The main thread ends while the checkpoint's notifications run (the JVM's
+                // last non-daemon thread): the JVM must live on until the checkpoint is done.
+                java.util.concurrent.CountDownLatch started = new java.util.concurrent.CountDownLatch(1);
+                register(new Resource() {
+                    @Override
+                    public void beforeCheckpoint(Context<? extends Resource> c) throws Exception {
+                        System.out.println("before slow");
+                        started.countDown();
+                        Thread.sleep(1000);
+                    }
+
+                    @Override
+                    public void afterRestore(Context<? extends Resource> c) {
+                        System.out.println("after slow");
+                    }
+                });
+                System.out.println("tick 1");
+                started.await();
+                System.out.println("main returns");
+                return;
+            }
             case "jcmd":
                 register(new Named("a", false, false));
                 for (int i = 1; ; i++) {

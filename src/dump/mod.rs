@@ -449,7 +449,14 @@ fn dump(request: &Message) -> Result<()> {
                 .map(|l| l.trim().to_string())
         })
         .unwrap_or_else(|| format!("criu exited with {status}"));
-    if matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X')) {
+    // CRIU may see a JVM killed under it (its maps gone) a moment before the kernel shows it
+    // dead: a failed dump waits that moment before telling the two apart.
+    let dead = || matches!(crate::supervise::process_state(pid), None | Some('Z' | 'X'));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    while !dead() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if dead() {
         bail!(
             "the JVM died during the checkpoint (killed?); no image was made (CRIU's log: {})",
             log_path.display()

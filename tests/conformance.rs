@@ -206,20 +206,12 @@ fn a_descriptor_the_policy_closes_fails_after_restore() {
     let tmp = TempDir::new("closeaction");
     let image = tmp.join("image");
     let data = tmp.join("data.txt");
-    let policy = tmp.join("policy.yaml");
-    std::fs::write(
-        &policy,
-        format!("type: file\npath: {}\naction: close\n", data.display()),
-    )
-    .unwrap();
-    let mut cmd = crac_java();
-    cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
-    separate_temp_dir(&mut cmd, &tmp);
-    let mut app = start_checkpointable_with(
-        cmd,
+    let rules = format!("type: file\npath: {}\naction: close\n", data.display());
+    let mut app = start_files(
+        &tmp,
         &image,
-        "Files",
-        &[&format!("write={}", data.display())],
+        Some(&rules),
+        &format!("write={}", data.display()),
     );
     app.out
         .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));

@@ -26,21 +26,15 @@ fn a_record_rewritten_in_place_stays_in_place_through_checkpoints() {
     let tmp = TempDir::new("inplace");
     let image = tmp.join("image");
     let record = tmp.join("record.dat");
-    let rule = policy(
-        &tmp,
-        &format!(
-            "type: file\npath: {}\naction: reopen\nallowChanges: true\n",
-            record.display()
-        ),
+    let rules = format!(
+        "type: file\npath: {}\naction: reopen\nallowChanges: true\n",
+        record.display()
     );
-    let mut cmd = crac_java();
-    cmd.arg(format!("-Djdk.crac.resource-policies={}", rule.display()));
-    separate_temp_dir(&mut cmd, &tmp);
-    let mut app = start_checkpointable_with(
-        cmd,
+    let mut app = start_files(
+        &tmp,
         &image,
-        "Files",
-        &[&format!("rewrite={}", record.display())],
+        Some(&rules),
+        &format!("rewrite={}", record.display()),
     );
     app.out
         .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
@@ -73,18 +67,12 @@ fn a_change_of_the_same_size_in_the_same_second_is_caught() {
     let tmp = TempDir::new("samesize");
     let image = tmp.join("image");
     let data = tmp.join("data.txt");
-    let rule = policy(
+    let rules = format!("type: file\npath: {}\naction: reopen\n", data.display());
+    let mut app = start_files(
         &tmp,
-        &format!("type: file\npath: {}\naction: reopen\n", data.display()),
-    );
-    let mut cmd = crac_java();
-    cmd.arg(format!("-Djdk.crac.resource-policies={}", rule.display()));
-    separate_temp_dir(&mut cmd, &tmp);
-    let mut app = start_checkpointable_with(
-        cmd,
         &image,
-        "Files",
-        &[&format!("write={}", data.display())],
+        Some(&rules),
+        &format!("write={}", data.display()),
     );
     app.out
         .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));

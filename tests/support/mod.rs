@@ -818,3 +818,17 @@ pub fn native_library(tmp: &TempDir) -> Option<PathBuf> {
         .is_ok_and(|s| s.success());
     built.then_some(lib)
 }
+
+/// The Files program (`spec`: `write=PATH`, `append=PATH`, `rewrite=PATH`) checkpointable, the
+/// JVM's temp directory elsewhere, with the resource-policy `rules` written to a file (none:
+/// no policy).
+pub fn start_files(tmp: &TempDir, image: &Path, rules: Option<&str>, spec: &str) -> Proc {
+    let mut cmd = crac_java();
+    if let Some(rules) = rules {
+        let file = tmp.join("policy.yaml");
+        std::fs::write(&file, rules).unwrap();
+        cmd.arg(format!("-Djdk.crac.resource-policies={}", file.display()));
+    }
+    separate_temp_dir(&mut cmd, tmp);
+    start_checkpointable_with(cmd, image, "Files", &[spec])
+}

@@ -28,7 +28,7 @@ impl Criu {
     /// Which mode runs: crac-shim's patches this CRIU has, or none (the slower mode).
     pub fn mode(&self) -> String {
         if self.features.is_empty() {
-            format!("CRIU {} without crac-shim's patches (slower: no probe cache as root where /run is not a tmpfs, threads waited for one by one)", self.version)
+            format!("CRIU {} without crac-shim's patches (slower: no probe cache as root where /run is not a tmpfs, threads waited for one by one; a copy's clocks leave out the time the image waited)", self.version)
         } else {
             format!(
                 "CRIU {} with crac-shim's patches: {}",

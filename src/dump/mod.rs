@@ -351,6 +351,7 @@ fn dump(request: &Message) -> Result<()> {
         cpu,
         termios,
         caps: image::caps::Sets::of(&pid.to_string()),
+        frozen_at_ns: 0,
         file_states: Vec::new(),
     };
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
@@ -380,6 +381,11 @@ fn dump(request: &Message) -> Result<()> {
                 Some((m.len(), m.mtime(), path.to_string()))
             })
             .collect();
+        // The JVM is frozen now (CRIU holds it until this action script is done).
+        meta.frozen_at_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         meta.file_states = meta
             .check_files
             .iter()

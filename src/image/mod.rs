@@ -66,6 +66,9 @@ pub struct Metadata {
     pub termios: Option<String>,
     /// The capability sets the checkpointed JVM held (`None`: an image of an earlier build).
     pub caps: Option<caps::Sets>,
+    /// When the image was finished, the JVM frozen (wall clock, ns since the epoch; 0: not
+    /// recorded): a restore's clocks go on from there plus the time that passed.
+    pub frozen_at_ns: u128,
     /// What the files of `check_files` and `data_files` held once the JVM was frozen, finer
     /// than their size and whole-second mtime (a write of the same size in the same second).
     pub file_states: Vec<FileState>,
@@ -190,6 +193,9 @@ impl Metadata {
         }
         if let Some(c) = &self.caps {
             out.push_str(&format!("caps={}\n", c.encode()));
+        }
+        if self.frozen_at_ns > 0 {
+            out.push_str(&format!("frozen_at_ns={}\n", self.frozen_at_ns));
         }
         for f in &self.file_states {
             out.push_str(&format!("file_state={}\n", f.encode()));
@@ -321,6 +327,10 @@ impl Metadata {
             cpu: cpu::Record::decode(&map),
             termios: map.get("termios").map(|t| t.to_string()),
             caps: map.get("caps").and_then(|c| caps::Sets::decode(c)),
+            frozen_at_ns: map
+                .get("frozen_at_ns")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             file_states: all("file_state")
                 .iter()
                 .map(|v| {
@@ -1007,6 +1017,7 @@ pub(crate) mod tests {
                 permitted: 1 << 40,
                 ambient: 0,
             }),
+            frozen_at_ns: 1_796_403_510_123_456_789,
             file_states: vec![
                 FileState {
                     size: 7,

@@ -477,6 +477,17 @@ impl Restored<'_> {
         });
         let mut command = Command::new(&criu.path);
         let mut kdat = Some(crate::kdat::apply(&mut command, criu, args));
+        // As in a CRaC JDK, the copy's clocks go on from the checkpoint plus the wall-clock
+        // time that passed (crac-shim's CRIU: its time namespace gets the gap; never a step
+        // back): sleeps and timed waits pending at the checkpoint end once their time is over.
+        if criu.has_feature("timens-gap") && self.image.meta.frozen_at_ns > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let gap = now.saturating_sub(self.image.meta.frozen_at_ns);
+            command.env("CRAC_SHIM_TIMENS_GAP_NS", gap.to_string());
+        }
         command.args(args).stdout(Stdio::inherit());
         self.image.held.pass_to(&mut command);
         // SAFETY: prctl, getsid and setsid are async-signal-safe; CRIU should not outlive us

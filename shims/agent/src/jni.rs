@@ -89,10 +89,11 @@ impl Drop for Attached {
     }
 }
 
-/// Whether the jdk.crac API is on this JVM's boot class path (the control thread stays
-/// attached afterwards: it will ask again).
+/// Whether the jdk.crac API is on this JVM's boot class path. The control thread detaches
+/// again: a thread left attached while it waits in native code makes HotSpot's exit wait for
+/// it (up to 300 ms, at every exit of a restored copy).
 pub fn api_available() -> bool {
-    let Some(attached) = Attached::new(c"crac-shim control", false) else {
+    let Some(attached) = Attached::new(c"crac-shim control", true) else {
         return false;
     };
     match attached.find_agent_link() {
@@ -162,7 +163,7 @@ pub fn refresh_after_restore(env_vars: &[(String, String)]) {
     if !env_vars.is_empty() {
         replace_native_environment(env_vars);
     }
-    let Some(attached) = Attached::new(c"crac-shim control", false) else {
+    let Some(attached) = Attached::new(c"crac-shim control", true) else {
         return;
     };
     let j = Jni { env: attached.env };

@@ -66,10 +66,7 @@ fn is_tmpfs(dir: &Path) -> bool {
     nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 == TMPFS_MAGIC)
 }
 
-fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
+use crac_shim_proto::safepath::euid;
 
 /// The cache directory for `criu` under `base` (created private), others' removed.
 fn cache_dir_in(base: &Path, criu: &Path) -> Option<PathBuf> {

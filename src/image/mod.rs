@@ -655,8 +655,7 @@ pub fn open(dir: &Path, checks: &Checks) -> Result<Image, OpenError> {
 /// once (no link or directory another user could change) and then held open.
 pub fn check_trust(dir: &Path) -> Result<Held, OpenError> {
     let path = || dir.to_path_buf();
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = safepath::euid();
     let how = safepath::Walk {
         judge_last: false,
         ..Default::default()

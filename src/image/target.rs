@@ -12,10 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
+use crac_shim_proto::safepath::euid;
 
 /// The image directory's parent, held, and the image's name in it.
 pub struct Target {

@@ -13,10 +13,7 @@ use crac_shim_proto::safepath::{self, Create, Found, IfMissing, Refusal};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
+use crac_shim_proto::safepath::euid;
 
 /// A file the restore reopens, walked; `None` when it is not there.
 fn reopened(path: &str) -> Result<Option<libc::stat>> {

@@ -123,8 +123,7 @@ pub fn to_memory() -> Option<Region> {
 /// and so do we (the JVM then stays out of jps' sight).
 fn open_perf_dir(dir: &std::path::Path) -> Option<OwnedFd> {
     use crac_shim_proto::safepath;
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crac_shim_proto::safepath::euid();
     let (tmp, _) = safepath::open_dir(std::path::Path::new("/tmp"), euid, None).ok()?;
     let name = dir.file_name()?;
     let open = || {
@@ -267,8 +266,7 @@ pub fn free_attach_name() {
 /// A file there of another user than ours.
 pub fn is_foreign(path: &str) -> bool {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crac_shim_proto::safepath::euid();
     std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() != euid)
 }
 

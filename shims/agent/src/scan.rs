@@ -189,11 +189,7 @@ fn open_fds() -> Vec<RawFd> {
 }
 
 pub fn fstat(fd: RawFd) -> Option<libc::stat> {
-    // SAFETY: fstat writes into a local, zero-initialized struct.
-    unsafe {
-        let mut st = std::mem::zeroed::<libc::stat>();
-        (libc::fstat(fd, &mut st) == 0).then_some(st)
-    }
+    crac_shim_proto::safepath::fstat(fd).ok()
 }
 
 const JVM_DEVICES: [&str; 5] = [

@@ -82,29 +82,21 @@ pub fn jdk_made_name(name: &str) -> bool {
 /// `is_temp_file` for a path (a mapped file): the file there now, opened without following a
 /// link.
 pub fn is_jdk_temp_path(path: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(path) else {
+    let Ok(fd) = crac_shim_proto::safepath::openat(
+        libc::AT_FDCWD,
+        std::ffi::OsStr::new(path),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+    ) else {
         return false;
     };
-    // SAFETY: a NUL-terminated path; O_PATH opens nothing for reading.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: a descriptor we just opened and own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     crate::scan::fstat(fd.as_raw_fd()).is_some_and(|st| {
         st.st_mode & libc::S_IFMT == libc::S_IFREG && is_temp_file(path, &st, fd.as_raw_fd())
     })
 }
 
 pub fn is_temp_file(path: &str, st: &libc::stat, fd: RawFd) -> bool {
-    // SAFETY: geteuid cannot fail.
-    let ours = st.st_uid == unsafe { libc::geteuid() };
+    let ours = st.st_uid == crac_shim_proto::safepath::euid();
     let born_here =
         || birth_ns(fd).is_some_and(|b| b >= STARTED_NS.load(std::sync::atomic::Ordering::Acquire));
     if !ours {
@@ -275,8 +267,7 @@ pub fn after_dump(private: Vec<Private>, restored: bool) -> Vec<String> {
 /// it had reached, locked as held.
 fn give_back(p: &Private) -> std::io::Result<()> {
     use crac_shim_proto::safepath;
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crac_shim_proto::safepath::euid();
     let (file, _) = safepath::open_file(
         std::path::Path::new(&p.path),
         euid,
@@ -294,8 +285,7 @@ fn give_back(p: &Private) -> std::io::Result<()> {
 /// contents, on the program's descriptor. `None` when the copy keeps its memfd.
 fn take_path(r: &Record) -> Option<(u64, u64)> {
     use crac_shim_proto::safepath::{self, Create};
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crac_shim_proto::safepath::euid();
     // The directory walked once (no link or directory another user could change), made if a
     // temp cleaner took it; everything after relative to it.
     let (dir, _, name) =

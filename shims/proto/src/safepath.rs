@@ -199,6 +199,12 @@ fn is_type(st: &libc::stat, kind: libc::mode_t) -> bool {
     st.st_mode & libc::S_IFMT == kind
 }
 
+/// The effective user the walks are made for.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Whether users other than `uid` are in group `gid` (as a supplementary group in /etc/group,
 /// or as anyone's primary group in /etc/passwd). A group we cannot name counts as shared.
 pub fn group_has_others(gid: u32, uid: u32) -> bool {
@@ -565,11 +571,6 @@ pub fn inheritable(fd: &impl AsRawFd) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-
-    fn euid() -> u32 {
-        // SAFETY: geteuid cannot fail.
-        unsafe { libc::geteuid() }
-    }
 
     fn scratch(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("safepath-{tag}-{}", std::process::id()));

@@ -272,6 +272,10 @@ fn restored_copies_get_the_restoring_environment_and_fresh_randomness() {
     assert!(two.contains(&"env second second".to_string()), "{two:?}");
     for what in [
         "secure ",
+        "sha1 ",
+        "sha1-unused ",
+        "drbg ",
+        "strong ",
         "uuid ",
         "tlr ",
         "tlr-new-thread ",

@@ -329,6 +329,7 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
         return Ok(refuse(client.take(), refused.join("\n")));
     }
     let mut prepared = scan::prepare(&entries)?;
+    crate::jni::remember_secure_randoms();
     trim_native_heap();
     let perf = crate::perfdata::to_memory();
     // Libraries a copy may not find on disk go into the image (mappings.rs).

@@ -177,7 +177,49 @@ pub fn refresh_after_restore(env_vars: &[(String, String)]) {
             j.replace_java_environment(env_vars);
         }
         j.reseed_random_generators();
+        j.reseed_secure_randoms();
         ((**j.env).v1_4.PopLocalFrame)(j.env, std::ptr::null_mut());
+    }
+}
+
+/// The JDK's own SecureRandom engines whose state a restored copy must not share with its
+/// siblings: SHA1PRNG (also inside NativePRNG, which mixes its output with one, and the
+/// seeder every self-seeding SHA1PRNG draws from) and DRBG (whatever its mechanism).
+/// NativePRNG itself reads /dev/urandom at every call and needs nothing more.
+const SEEDED_ENGINES: [&CStr; 2] = [
+    c"Lsun/security/provider/SecureRandom;",
+    c"Lsun/security/provider/DRBG;",
+];
+
+/// Weak references to the engines alive at the last checkpoint (as addresses: the list
+/// outlives any one JNI frame). Found before the dump, so that the restore, whose time
+/// must not grow with the heap, only visits them.
+static SECURE_RANDOMS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// Walks the heap for the SecureRandom engines to reseed after a restore. Runs before each
+/// dump; an engine made later seeds itself after the restore from the (reseeded) seeder.
+pub fn remember_secure_randoms() {
+    let Some(attached) = Attached::new(c"crac-shim control", true) else {
+        return;
+    };
+    let Some(jvmti) = crate::jvmti::Jvmti::new(attached.vm) else {
+        return;
+    };
+    let env = attached.env;
+    let mut list = SECURE_RANDOMS.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: env belongs to this attached thread; every local reference made here is
+    // deleted, and weak global references are deleted before they are dropped from the list.
+    unsafe {
+        for old in list.drain(..) {
+            ((**env).v1_4.DeleteWeakGlobalRef)(env, old as jobject);
+        }
+        for engine in jvmti.instances_of(env, &SEEDED_ENGINES) {
+            let weak = ((**env).v1_4.NewWeakGlobalRef)(env, engine);
+            if !weak.is_null() {
+                list.push(weak as usize);
+            }
+            ((**env).v1_4.DeleteLocalRef)(env, engine);
+        }
     }
 }
 
@@ -355,6 +397,53 @@ impl Jni {
             }
         }
         self.reseed_thread_local_random();
+    }
+
+    /// `engineSetSeed(fresh bytes)` on every engine found before the dump: SHA1PRNG and DRBG
+    /// both mix what they are given into their state (DRBG as a reseed), so no copy keeps
+    /// the sequence of the image. Unlike a CRaC JDK, which records who seeded an engine, a
+    /// SHA1PRNG the program seeded itself is reseeded too: a stock JDK keeps no such record.
+    fn reseed_secure_randoms(&self) {
+        let list = SECURE_RANDOMS.lock().unwrap_or_else(|p| p.into_inner());
+        for weak in list.iter() {
+            // SAFETY: env is valid; weak is a live weak global reference of ours; the method
+            // id is looked up on the object's own class; the array has the length given.
+            unsafe {
+                let e = self.env;
+                let engine = ((**e).v1_4.NewLocalRef)(e, *weak as jobject);
+                if engine.is_null() {
+                    continue;
+                }
+                let class = ((**e).v1_4.GetObjectClass)(e, engine);
+                if let Some(set_seed) = self.method(class, c"engineSetSeed", c"([B)V", false) {
+                    let mut fresh = [0u8; 32];
+                    for chunk in fresh.chunks_mut(8) {
+                        chunk.copy_from_slice(&random_u64().to_ne_bytes());
+                    }
+                    let seed = ((**e).v1_4.NewByteArray)(e, fresh.len() as jsize);
+                    if !seed.is_null() {
+                        ((**e).v1_4.SetByteArrayRegion)(
+                            e,
+                            seed,
+                            0,
+                            fresh.len() as jsize,
+                            fresh.as_ptr().cast(),
+                        );
+                        ((**e).v1_4.CallVoidMethodA)(
+                            e,
+                            engine,
+                            set_seed,
+                            [jni_sys::jvalue { l: seed }].as_ptr(),
+                        );
+                        self.ok();
+                        ((**e).v1_4.DeleteLocalRef)(e, seed);
+                    }
+                }
+                self.ok();
+                ((**e).v1_4.DeleteLocalRef)(e, class);
+                ((**e).v1_4.DeleteLocalRef)(e, engine);
+            }
+        }
     }
 
     /// Each thread that already used ThreadLocalRandom carries its own seed.

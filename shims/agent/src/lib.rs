@@ -16,6 +16,7 @@ mod checkpoint;
 mod config;
 mod control;
 mod jni;
+mod jvmti;
 mod locks;
 mod mappings;
 mod perfdata;

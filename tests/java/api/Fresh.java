@@ -13,6 +13,16 @@ public class Fresh {
     public static void main(String[] args) throws Exception {
         SecureRandom secure = new SecureRandom();
         secure.nextLong();
+        // The JDK's other engines, seeded by the JDK before the checkpoint (a CRaC JDK reseeds
+        // them at restore): SHA1PRNG used once, SHA1PRNG not used yet (it will draw from the
+        // JDK's seeder), DRBG, and the strong (blocking NativePRNG) one.
+        SecureRandom sha1 = SecureRandom.getInstance("SHA1PRNG");
+        sha1.nextLong();
+        SecureRandom sha1Unused = SecureRandom.getInstance("SHA1PRNG");
+        SecureRandom drbg = SecureRandom.getInstance("DRBG");
+        drbg.nextLong();
+        SecureRandom strong = SecureRandom.getInstanceStrong();
+        strong.nextInt();
         UUID.randomUUID();
         ThreadLocalRandom.current().nextLong();
         new SplittableRandom().nextLong();
@@ -22,6 +32,10 @@ public class Fresh {
         Core.checkpointRestore();
         System.out.println("env " + System.getenv("RESTORE_ENV") + " " + System.getenv().get("RESTORE_ENV"));
         System.out.println("secure " + secure.nextLong());
+        System.out.println("sha1 " + sha1.nextLong());
+        System.out.println("sha1-unused " + sha1Unused.nextLong());
+        System.out.println("drbg " + drbg.nextLong());
+        System.out.println("strong " + strong.nextInt());
         System.out.println("uuid " + UUID.randomUUID());
         System.out.println("tlr " + ThreadLocalRandom.current().nextLong());
         Thread t = new Thread(() -> System.out.println("tlr-new-thread " + ThreadLocalRandom.current().nextLong()));

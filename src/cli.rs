@@ -25,6 +25,8 @@ pub struct Invocation {
     pub min_pid: Option<u32>,
     /// -XX:+CRaCIgnoreRestoreIfUnavailable
     pub ignore_restore_failure: bool,
+    /// -XX:+CRaCResetStartTime (Some(true)) or -XX:-CRaCResetStartTime (Some(false))
+    pub reset_start_time: Option<bool>,
     /// -Djdk.crac.resource-policies=FILE (also passed on to java)
     pub policy_file: Option<PathBuf>,
     /// -XX:CRaCIgnoredFileDescriptors=N|PATH,...
@@ -225,6 +227,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Invocation, UsageError> {
                     "CRaCIgnoreRestoreIfUnavailable" => {
                         inv.ignore_restore_failure = crac.starts_with('+')
                     }
+                    "CRaCResetStartTime" => inv.reset_start_time = Some(crac.starts_with('+')),
                     _ => return Err(UsageError::Unknown(format!("-XX:{crac}"))),
                 }
                 continue;

@@ -64,6 +64,12 @@ pub const CRAC_JAVA: Page = Page {
                 instead (it may also carry -XX:CRaCCheckpointTo).",
         },
         Item {
+            term: "-XX:+CRaCResetStartTime, -XX:-CRaCResetStartTime",
+            help: "Whether a restored copy's RuntimeMXBean start time and uptime count from its \
+                restore (+, the default, as in CRaC) or from the first JVM's start (-). Given at \
+                start, it holds for every copy; given at restore, for that copy.",
+        },
+        Item {
             term: "-XX:CRaCEngine=criu|PATH",
             help: "The CRIU binary to use (4.2 or later); `criu` means the usual search (see \
                 CRAC_CRIU_PATH).",

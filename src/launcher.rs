@@ -153,6 +153,7 @@ fn handover(inv: &Invocation) -> Result<restore::Handover> {
         properties: inv.restore_properties.clone(),
         new_main,
         checkpoint_to,
+        reset_start_time: inv.reset_start_time,
     })
 }
 
@@ -263,6 +264,7 @@ fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, 
             env::KEEP_RUNNING,
         ),
         (inv.engine_options.print_command, env::PRINT_COMMAND),
+        (inv.reset_start_time == Some(false), env::KEEP_START_TIME),
     ] {
         if on {
             vars.push((var, "1".into()));

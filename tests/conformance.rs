@@ -223,3 +223,56 @@ fn a_descriptor_the_policy_closes_fails_after_restore() {
     assert!(err.contains("java.io.IOException"), "{err}");
     assert_ne!(status.code(), Some(0), "{err}");
 }
+
+fn uptime_line(l: &str) -> Option<(u64, u64)> {
+    let mut f = l.strip_prefix("uptime ")?.split(' ');
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `-XX:+CRaCResetStartTime` (the default): a copy's RuntimeMXBean start time and uptime count
+/// from its restore; `-XX:-CRaCResetStartTime` keeps the first JVM's.
+#[test]
+fn start_time_and_uptime_count_from_the_restore_unless_kept() {
+    require_checkpoint!();
+    let tmp = TempDir::new("uptime");
+    let image = tmp.join("image");
+    let app = start_checkpointable(&image, "Uptime", &[]);
+    app.out.wait_for("two seconds of uptime", |l| {
+        uptime_line(l).is_some_and(|(_, up)| up >= 2000)
+    });
+    let (first_start, _) = uptime_line(app.out.snapshot().last().unwrap()).unwrap();
+    checkpoint_ok(app.pid);
+    drop(app);
+
+    let before = now_ms();
+    let reset = restore(&image);
+    // The program's thread may print once before the agent has taken the restore's time.
+    let line = reset.out.wait_for("the restore's start time", |l| {
+        uptime_line(l).is_some_and(|(start, _)| start + 50 >= before)
+    });
+    let (start, up) = uptime_line(&line).unwrap();
+    assert!(start <= now_ms(), "start {start} is in the future: {line}");
+    assert!(
+        up < 1500,
+        "uptime {up} counts from before the checkpoint: {line}"
+    );
+    drop(reset);
+
+    let mut c = crac_java();
+    c.arg("-XX:-CRaCResetStartTime")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let kept = Proc::spawn(c);
+    let line = kept
+        .out
+        .wait_for("a line after restore", |l| uptime_line(l).is_some());
+    let (start, up) = uptime_line(&line).unwrap();
+    assert_eq!(start, first_start, "{line}");
+    assert!(up >= 2000, "{line}");
+}

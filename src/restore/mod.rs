@@ -25,6 +25,8 @@ pub struct Handover {
     pub new_main: Vec<String>,
     /// `-XX:CRaCCheckpointTo` given at restore: where the restored JVM's next checkpoint goes.
     pub checkpoint_to: Option<PathBuf>,
+    /// `-XX:±CRaCResetStartTime` given at restore (otherwise the checkpointed JVM's setting).
+    pub reset_start_time: Option<bool>,
 }
 
 pub struct Request {
@@ -391,6 +393,9 @@ impl Restored<'_> {
         }
         if let Some(dir) = &self.handover.checkpoint_to {
             m.push("checkpoint_to", dir.to_string_lossy());
+        }
+        if let Some(reset) = self.handover.reset_start_time {
+            m.push("reset_start_time", reset);
         }
         // The restored JVM's System.getenv() becomes ours (bounded by the message size).
         let mut budget = crac_shim_proto::MAX_MESSAGE / 2;

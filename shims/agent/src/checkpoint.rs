@@ -178,7 +178,20 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
                 .filter_map(|kv| kv.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            crate::jni::refresh_after_restore(&env);
+            let start_time = crate::jni::StartTime {
+                reset: greeting
+                    .get("reset_start_time")
+                    .map_or(!config.keep_start_time, |v| v == "true"),
+                restore_ms: greeting
+                    .get("restore_time")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                took_ms: greeting
+                    .get("restore_ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            };
+            crate::jni::refresh_after_restore(&env, &start_time);
             if env.iter().any(|(k, _)| k == crac_shim_proto::TIMING_ENV) {
                 timing_mark("agent");
             }

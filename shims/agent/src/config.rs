@@ -23,6 +23,8 @@ pub struct Config {
     pub labels: Vec<String>,
     /// `-XX:CPUFeatures` the JVM was started with (recorded with each image).
     pub cpu_features: Option<String>,
+    /// `-XX:-CRaCResetStartTime`: restored copies keep the first start time.
+    pub keep_start_time: bool,
 }
 
 /// Reads the configuration and removes every trace of the agent from the environment.
@@ -49,6 +51,7 @@ pub fn capture_and_scrub() -> Option<Config> {
             .map(|v| v.split(LIST_SEPARATOR).map(str::to_string).collect())
             .unwrap_or_default(),
         cpu_features: get(env::CPU_FEATURES),
+        keep_start_time: get(env::KEEP_START_TIME).is_some(),
     };
     let agent = get(env::AGENT);
     // Runs in the loader's constructor: no other thread exists yet, so changing the

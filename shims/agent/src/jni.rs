@@ -159,7 +159,16 @@ pub fn checkpoint_from_agent() -> Result<Option<String>, String> {
 /// generators (every copy of one image would otherwise produce the same numbers).
 /// Runs before the Java `afterRestore` notifications. Best effort: a field that a JDK version
 /// lacks is skipped.
-pub fn refresh_after_restore(env_vars: &[(String, String)]) {
+/// `-XX:±CRaCResetStartTime` as this restore asks (uptime.rs).
+pub struct StartTime {
+    pub reset: bool,
+    /// The restore's start, ms since the epoch.
+    pub restore_ms: i64,
+    /// How long ago that was.
+    pub took_ms: i64,
+}
+
+pub fn refresh_after_restore(env_vars: &[(String, String)], start_time: &StartTime) {
     if !env_vars.is_empty() {
         replace_native_environment(env_vars);
     }
@@ -178,6 +187,14 @@ pub fn refresh_after_restore(env_vars: &[(String, String)]) {
         }
         j.reseed_random_generators();
         j.reseed_secure_randoms();
+        if start_time.restore_ms > 0 {
+            crate::uptime::after_restore(
+                j.env,
+                start_time.reset,
+                start_time.restore_ms,
+                start_time.took_ms,
+            );
+        }
         ((**j.env).v1_4.PopLocalFrame)(j.env, std::ptr::null_mut());
     }
 }

@@ -23,6 +23,7 @@ mod perfdata;
 mod scan;
 mod sys;
 mod tempfiles;
+mod uptime;
 
 use std::ffi::c_char;
 use std::ffi::c_int;

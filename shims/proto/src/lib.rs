@@ -40,8 +40,10 @@ pub mod env {
     pub const LABELS: &str = "CRAC_SHIM_LABELS";
     /// `-XX:CPUFeatures` the JVM runs with (native, generic, ignore or a list).
     pub const CPU_FEATURES: &str = "CRAC_SHIM_CPU_FEATURES";
+    /// Set by `-XX:-CRaCResetStartTime`: restored copies keep the JVM's first start time.
+    pub const KEEP_START_TIME: &str = "CRAC_SHIM_KEEP_START_TIME";
     /// Every variable above, for scrubbing.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         CHECKPOINT_TO,
         LAUNCHER,
         CRIU,
@@ -55,6 +57,7 @@ pub mod env {
         IGNORED_FDS,
         LABELS,
         CPU_FEATURES,
+        KEEP_START_TIME,
     ];
 }
 

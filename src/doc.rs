@@ -70,9 +70,15 @@ pub const CRAC_JAVA: Page = Page {
                 start, it holds for every copy; given at restore, for that copy.",
         },
         Item {
-            term: "-XX:CRaCEngine=criu|PATH",
+            term: "-XX:CRaCEngine=criu|PATH|simengine|pauseengine",
             help: "The CRIU binary to use (4.2 or later); `criu` means the usual search (see \
-                CRAC_CRIU_PATH).",
+                CRAC_CRIU_PATH). CRaC's test engines need neither CRIU nor privileges: \
+                `simengine` runs a checkpoint's notifications and checks, makes no image and \
+                goes on as restored (a dry run); `pauseengine` holds the JVM still in place \
+                (its Java threads suspended) until `crac-java -XX:CRaCRestoreFrom=DIR` of its \
+                directory resumes it as restored (with that command's -D properties and main \
+                class) and exits 0. Both write the directory's metadata (labels, CPU \
+                features), which the resume checks.",
         },
         Item {
             term: "-XX:CRaCEngineOptions=OPTION,...",

@@ -2,6 +2,32 @@
 
 use std::path::PathBuf;
 
+/// CRaC's engines for testing, which need neither CRIU nor privileges: `simengine` runs a
+/// checkpoint's notifications and checks and goes on at once as if restored; `pauseengine`
+/// holds the JVM still in place until `-XX:CRaCRestoreFrom` of its directory resumes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestEngine {
+    Sim,
+    Pause,
+}
+
+impl TestEngine {
+    pub fn named(name: &str) -> Option<TestEngine> {
+        match name {
+            "simengine" => Some(TestEngine::Sim),
+            "pauseengine" => Some(TestEngine::Pause),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TestEngine::Sim => "simengine",
+            TestEngine::Pause => "pauseengine",
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct EngineOptions {
     pub criu_location: Option<PathBuf>,

@@ -79,6 +79,22 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
         return Ok(Exit::Code(if report.restorable() { 0 } else { 1 }));
     }
     if let Some(dir) = &inv.restore_from {
+        let resumed = handover(&inv).and_then(|handover| {
+            restore::in_place::resume(&absolute(dir)?, &image_checks(&inv), &handover)
+        });
+        match resumed {
+            Ok(Some(exit)) => return Ok(exit),
+            Ok(None) => {}
+            Err(e) if inv.ignore_restore_failure => {
+                eprintln!("crac-java: not restoring ({e:#}); starting normally (-XX:+CRaCIgnoreRestoreIfUnavailable)");
+                let java = java::locate(inv.java.as_deref())?;
+                return match &inv.checkpoint_to {
+                    None => Err(java::exec(&java, &inv.java_args, &[])),
+                    Some(dir) => start_checkpointable(&java, dir, &inv),
+                };
+            }
+            Err(e) => return Err(e),
+        }
         let restored = locate_criu(&inv).and_then(|criu| {
             restore::run(restore::Request {
                 dir: absolute(dir)?,
@@ -166,6 +182,14 @@ fn absolute(p: &Path) -> Result<PathBuf> {
         .join(p))
 }
 
+/// `-XX:CRaCEngine=simengine|pauseengine`.
+fn test_engine(inv: &Invocation) -> Option<engine::TestEngine> {
+    inv.engine
+        .as_deref()
+        .and_then(|e| e.to_str())
+        .and_then(engine::TestEngine::named)
+}
+
 /// CRIU, in CRaC's order: criu_location, -XX:CRaCEngine (a path), then the usual lookup.
 fn locate_criu(inv: &Invocation) -> Result<Criu> {
     let engine = inv
@@ -213,8 +237,16 @@ fn agent_path() -> Result<PathBuf> {
 fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, OsString)>> {
     let dir = absolute(dir)?;
     // Refusals that create nothing come first: a refused start leaves no directory behind.
-    let criu = locate_criu(inv)?;
-    crate::privilege::check(&criu, crate::privilege::Operation::Checkpoint)?;
+    // CRaC's test engines need neither CRIU nor privileges; the agent is told the engine's
+    // name where CRIU's path would go.
+    let engine = match test_engine(inv) {
+        Some(test) => PathBuf::from(test.name()),
+        None => {
+            let criu = locate_criu(inv)?;
+            crate::privilege::check(&criu, crate::privilege::Operation::Checkpoint)?;
+            criu.path
+        }
+    };
     // A directory with placeholders is only known at checkpoint time.
     if !dir.to_string_lossy().contains('%') {
         image::prepare_target(&dir)?;
@@ -278,7 +310,7 @@ fn agent_environment(dir: &Path, inv: &Invocation) -> Result<Vec<(&'static str, 
         (env::AGENT, agent.into()),
         (env::CHECKPOINT_TO, dir.into()),
         (env::LAUNCHER, me.into()),
-        (env::CRIU, criu.path.into()),
+        (env::CRIU, engine.into()),
         (
             env::CRIU_ARGS,
             criu_args(inv).join(&LIST_SEPARATOR.to_string()).into(),

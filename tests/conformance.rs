@@ -2,8 +2,18 @@
 //! tests, written from CRaC's documented behaviour).
 
 mod support;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use support::*;
+
+macro_rules! require_api {
+    () => {
+        require_checkpoint!();
+        skip_unless!(
+            support::api_jar().is_file(),
+            "crac-shim-api.jar is not built: run scripts/setup"
+        );
+    };
+}
 
 /// CRaC 17's older names: `-XX:CREngine=`, `-XX:+CRPrintResourcesOnCheckpoint`, and the
 /// environment variable `CRAC_CRIU_LEAVE_RUNNING` (keep running after the checkpoint); and an
@@ -275,4 +285,154 @@ fn start_time_and_uptime_count_from_the_restore_unless_kept() {
     let (start, up) = uptime_line(&line).unwrap();
     assert_eq!(start, first_start, "{line}");
     assert!(up >= 2000, "{line}");
+}
+
+/// `-XX:CRaCEngine=simengine`: a dry run of a checkpoint, without CRIU or privileges (here as
+/// user nobody, with no CRIU to be found): every notification runs, the program goes on as
+/// restored, the directory holds no image, and a restore of it says there is nothing to
+/// restore. A descriptor the check refuses is refused as with a real checkpoint.
+#[test]
+fn simengine_runs_the_notifications_without_criu() {
+    require_api!();
+    let tmp = TempDir::new("simengine");
+    let public = public_copy(&tmp);
+    let home = tmp.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let mut c = as_nobody(&public.crac_java);
+    c.env("CRAC_CRIU_PATH", "/nonexistent/criu")
+        .env("HOME", &home)
+        .current_dir(&home)
+        .arg("-XX:CRaCEngine=simengine")
+        .arg(format!(
+            "-XX:CRaCCheckpointTo={}",
+            home.join("img-%p").display()
+        ))
+        .arg("-cp")
+        .arg(&public.classes)
+        .args(["Api", "order"])
+        .stdin(Stdio::piped());
+    let app = Proc::spawn(c);
+    app.out.wait_for("the program going on", |l| l == "done");
+    let out = app.out.snapshot();
+    let notes: Vec<&String> = out
+        .iter()
+        .filter(|l| l.starts_with("before") || l.starts_with("after"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "before b",
+            "before n2",
+            "before n1",
+            "before a",
+            "after a prop=null",
+            "after n1 prop=null",
+            "after n2 prop=null",
+            "after b prop=null"
+        ],
+        "{out:?}"
+    );
+    assert!(out.contains(&"returned normally".to_string()), "{out:?}");
+    let dir = home.join(format!("img-{}", app.pid));
+    let meta = std::fs::read_to_string(dir.join("crac-shim.meta")).unwrap();
+    assert!(meta.contains("engine=simengine"), "{meta}");
+    let pages = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".img"))
+        .count();
+    assert_eq!(pages, 0, "simengine wrote an image");
+    drop(app);
+
+    let mut c = as_nobody(&public.crac_java);
+    c.current_dir(&home)
+        .arg(format!("-XX:CRaCRestoreFrom={}", dir.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    one_line_error(&o, &["simengine", "nothing to restore"]);
+
+    // Refusals as with CRIU: a file open for writing, the JVM going on.
+    let written = tmp.join("out.txt");
+    let mut cmd = crac_java();
+    cmd.arg("-XX:CRaCEngine=simengine");
+    separate_temp_dir(&mut cmd, &tmp);
+    let app = start_checkpointable_with(
+        cmd,
+        &tmp.join("refused"),
+        "Files",
+        &[&format!("write={}", written.display())],
+    );
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 2));
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1), "{} {}", o.stdout, o.stderr);
+    let said = format!("{}{}", o.stdout, o.stderr);
+    assert!(
+        said.contains(&format!(
+            "CheckpointOpenFileException: {}",
+            written.display()
+        )),
+        "{said}"
+    );
+    let n = ticks(&app.out.snapshot()).last().copied().unwrap();
+    app.out
+        .wait_for("the JVM going on", |l| tick(l).is_some_and(|t| t > n + 3));
+}
+
+/// `-XX:CRaCEngine=pauseengine`: the checkpoint holds the JVM still in place; a restore of
+/// its directory checks the labels it requires, then resumes the JVM, which goes on as
+/// restored (with the restore's -D properties) while the restoring crac-java exits 0.
+#[test]
+fn pauseengine_pauses_in_place_until_a_restore_resumes_it() {
+    require_api!();
+    let tmp = TempDir::new("pauseengine");
+    let image = tmp.join("paused");
+    let mut cmd = crac_java();
+    cmd.arg("-XX:CRaCEngine=pauseengine")
+        .arg("-XX:CRaCImageLabels=stage=warm");
+    let app = start_checkpointable_with(cmd, &image, "Api", &["jcmd"]);
+    app.out
+        .wait_for("ticks", |l| tick(l).is_some_and(|t| t >= 3));
+    checkpoint_ok(app.pid);
+    app.out.wait_for("the notification", |l| l == "before a");
+    app.err.wait_for("the pause said", |l| {
+        l.contains("pauseengine") && l.contains(&image.display().to_string())
+    });
+    let paused_at = ticks(&app.out.snapshot()).last().copied().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(
+        ticks(&app.out.snapshot()).last().copied(),
+        Some(paused_at),
+        "the program ran on while paused"
+    );
+    // Asked for another checkpoint meanwhile, crac-jcmd hears the JVM is paused.
+    let o = checkpoint(app.pid);
+    assert_eq!(o.code, Some(1));
+    assert!(o.stdout.contains("paused"), "{} {}", o.stdout, o.stderr);
+
+    let mut c = crac_java();
+    c.arg("-XX:CRaCRequiredImageLabels=stage=cold")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("stage"), "{}", o.stderr);
+
+    let mut c = crac_java();
+    c.arg("-XX:CRaCRequiredImageLabels=stage=warm")
+        .arg("-Drestore.prop=resumed")
+        .arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    app.out
+        .wait_for("afterRestore", |l| l == "after a prop=resumed");
+    app.out.wait_for("the program going on", |l| {
+        tick(l).is_some_and(|t| t > paused_at + 3)
+    });
+
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1));
+    one_line_error(&o, &["not paused any more"]);
 }

@@ -20,6 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod in_place;
 pub mod post_dump;
 
 pub fn run_helper(args: &[OsString]) -> i32 {
@@ -70,6 +71,12 @@ pub fn run_helper(args: &[OsString]) -> i32 {
             return 1;
         }
     };
+    if let Some(engine) = request
+        .get("criu")
+        .and_then(crate::engine::TestEngine::named)
+    {
+        return in_place::run(engine, &request, &mut client, &channel, &spares);
+    }
     let keep_running = request.get("keep_running") == Some("true");
     let result = dump(&request);
     match &result {
@@ -193,7 +200,7 @@ fn receive(channel: &OwnedFd) -> Result<Message> {
 }
 
 /// Hands the JVM's stdio back with the reason the dump did not happen.
-fn give_back(channel: &OwnedFd, error: &str, spares: &[OwnedFd; 3]) {
+pub(crate) fn give_back(channel: &OwnedFd, error: &str, spares: &[OwnedFd; 3]) {
     hand_back(
         channel,
         Message::new(kind::FAILED).with("error", error),
@@ -202,7 +209,7 @@ fn give_back(channel: &OwnedFd, error: &str, spares: &[OwnedFd; 3]) {
 }
 
 /// Sends `message` to the agent with the JVM's stdio, then the placeholders' other ends.
-fn hand_back(channel: &OwnedFd, message: Message, spares: &[OwnedFd; 3]) {
+pub(crate) fn hand_back(channel: &OwnedFd, message: Message, spares: &[OwnedFd; 3]) {
     let m = message.encode();
     let fds = [
         0,
@@ -225,7 +232,7 @@ fn hand_back(channel: &OwnedFd, message: Message, spares: &[OwnedFd; 3]) {
 }
 
 /// Tells `crac-jcmd` (if it asked) how it went, in jcmd's words.
-fn report(client: &mut Option<UnixStream>, result: std::result::Result<(), &str>) {
+pub(crate) fn report(client: &mut Option<UnixStream>, result: std::result::Result<(), &str>) {
     let Some(c) = client else { return };
     let text = match result {
         Ok(()) => format!("Command executed successfully\n{}", exit_line(0)),
@@ -353,6 +360,7 @@ fn dump(request: &Message) -> Result<()> {
         caps: image::caps::Sets::of(&pid.to_string()),
         frozen_at_ns: 0,
         file_states: Vec::new(),
+        engine: String::new(),
     };
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
@@ -542,7 +550,7 @@ fn file_state(path: &str) -> Option<image::FileState> {
 
 /// Metadata, then the manifest of everything (metadata included), then the swap: only a
 /// complete image ever goes live.
-fn finish_image(
+pub(crate) fn finish_image(
     meta: &Metadata,
     target: &image::target::Target,
     staged: image::target::Staging,

@@ -69,6 +69,9 @@ pub struct Metadata {
     /// When the image was finished, the JVM frozen (wall clock, ns since the epoch; 0: not
     /// recorded): a restore's clocks go on from there plus the time that passed.
     pub frozen_at_ns: u128,
+    /// CRaC's test engine that made the directory (`simengine`, `pauseengine`); empty for
+    /// an image CRIU made.
+    pub engine: String,
     /// What the files of `check_files` and `data_files` held once the JVM was frozen, finer
     /// than their size and whole-second mtime (a write of the same size in the same second).
     pub file_states: Vec<FileState>,
@@ -196,6 +199,9 @@ impl Metadata {
         }
         if self.frozen_at_ns > 0 {
             out.push_str(&format!("frozen_at_ns={}\n", self.frozen_at_ns));
+        }
+        if !self.engine.is_empty() {
+            out.push_str(&format!("engine={}\n", self.engine));
         }
         for f in &self.file_states {
             out.push_str(&format!("file_state={}\n", f.encode()));
@@ -331,6 +337,7 @@ impl Metadata {
                 .get("frozen_at_ns")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            engine: map.get("engine").map(|e| e.to_string()).unwrap_or_default(),
             file_states: all("file_state")
                 .iter()
                 .map(|v| {
@@ -1016,6 +1023,7 @@ pub(crate) mod tests {
                 permitted: 1 << 40,
                 ambient: 0,
             }),
+            engine: "pauseengine".into(),
             frozen_at_ns: 1_796_403_510_123_456_789,
             file_states: vec![
                 FileState {

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod environment;
+pub mod in_place;
 use environment::check_environment;
 
 /// What the restored JVM is told besides its new pid: CRaC's restore-time inputs.

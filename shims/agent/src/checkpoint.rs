@@ -402,6 +402,9 @@ fn refuse(client: Option<OwnedFd>, text: String) -> Outcome {
     Outcome::Failed(text)
 }
 
+/// `-XX:CRaCEngine=pauseengine` (the launcher names the engine where CRIU's path would go).
+const PAUSE_ENGINE: &str = "pauseengine";
+
 fn dump_prepared(
     config: &Config,
     client: &mut Option<OwnedFd>,
@@ -445,7 +448,11 @@ fn dump_prepared(
         .with("print_command", config.print_command)
         .with("criu", &config.criu)
         .with("channel", fd_key(agent_end.as_fd())?)
-        .with("perf_memfd", perf_memfd);
+        .with("perf_memfd", perf_memfd)
+        .with(
+            "socket",
+            crac_shim_proto::socket_path(&config.runtime_dir, std::process::id()),
+        );
     for (name, fd) in ["stdin", "stdout", "stderr"].iter().zip(&places.installed) {
         dump.push(name, fd_key(fd.as_fd())?);
     }
@@ -483,8 +490,14 @@ fn dump_prepared(
     }
     drop(places.installed);
 
+    // pauseengine: the program stands still until a restore resumes it (or forever).
+    let paused = (config.criu == PAUSE_ENGINE).then(crate::jni::pause_java);
+    if matches!(paused, Some(None)) {
+        warn("pauseengine: the JVM would not suspend its threads (a debugger holds them?); the program runs on while paused");
+    }
     send_whole(&agent_end, &dump.encode())?;
     let (reply, stdio) = receive(&agent_end)?;
+    drop(paused);
     Ok(finish(reply, stdio, &reads_before))
 }
 
@@ -607,6 +620,10 @@ fn finish(reply: Option<Message>, stdio: Vec<OwnedFd>, reads_before: &[StdinRead
             Outcome::Kept
         }
         Some(m) if m.kind == kind::RESTORED => Outcome::Restored(m),
+        Some(m) if m.kind == kind::RESUMED => {
+            give_back_stdio(stdio);
+            Outcome::Restored(m)
+        }
         Some(m) => {
             warn(&format!(
                 "unexpected message {:?} on the checkpoint channel",

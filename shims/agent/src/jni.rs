@@ -199,6 +199,36 @@ pub fn refresh_after_restore(env_vars: &[(String, String)], start_time: &StartTi
     }
 }
 
+/// The JVM held still in place for `-XX:CRaCEngine=pauseengine`: every Java thread but this
+/// one is suspended (JVMTI) until this is dropped. The JVM's own threads (GC, compilers) have
+/// nothing to do meanwhile.
+pub struct JavaPaused {
+    // Dropped in this order: the environment goes while the thread is still attached.
+    jvmti: crate::jvmti::Jvmti,
+    attached: Attached,
+    threads: Vec<jobject>,
+}
+
+/// None when the JVM would not grant a suspension (a debugger holds can_suspend, say): the
+/// program then runs on during the pause, and the pause says so.
+pub fn pause_java() -> Option<JavaPaused> {
+    let attached = Attached::new(c"crac-shim pause", true)?;
+    let jvmti = crate::jvmti::Jvmti::new(attached.vm, crate::jvmti::CAN_SUSPEND)?;
+    let threads = jvmti.suspend_others(attached.env);
+    Some(JavaPaused {
+        jvmti,
+        attached,
+        threads,
+    })
+}
+
+impl Drop for JavaPaused {
+    fn drop(&mut self) {
+        self.jvmti
+            .resume(self.attached.env, std::mem::take(&mut self.threads));
+    }
+}
+
 /// The JDK's own SecureRandom engines whose state a restored copy must not share with its
 /// siblings: SHA1PRNG (also inside NativePRNG, which mixes its output with one, and the
 /// seeder every self-seeding SHA1PRNG draws from) and DRBG (whatever its mechanism).
@@ -219,7 +249,7 @@ pub fn remember_secure_randoms() {
     let Some(attached) = Attached::new(c"crac-shim control", true) else {
         return;
     };
-    let Some(jvmti) = crate::jvmti::Jvmti::new(attached.vm) else {
+    let Some(jvmti) = crate::jvmti::Jvmti::new(attached.vm, crate::jvmti::CAN_TAG_OBJECTS) else {
         return;
     };
     let env = attached.env;

@@ -15,6 +15,14 @@ const HEAP_FILTER_CLASS_UNTAGGED: jint = 0x20;
 const CLASS_TAG: jlong = 2;
 const INSTANCE_TAG: jlong = 1;
 
+/// Capability bits (`jvmtiCapabilities` is 128 bits of bit fields, in this order).
+pub const CAN_TAG_OBJECTS: u32 = 1 << 0;
+pub const CAN_SUSPEND: u32 = 1 << 20;
+
+const GET_ALL_THREADS: usize = 4;
+const GET_CURRENT_THREAD: usize = 18;
+const SUSPEND_THREAD_LIST: usize = 92;
+const RESUME_THREAD_LIST: usize = 93;
 const DEALLOCATE: usize = 47;
 const GET_CLASS_SIGNATURE: usize = 48;
 const GET_LOADED_CLASSES: usize = 78;
@@ -53,8 +61,9 @@ pub struct Jvmti {
 }
 
 impl Jvmti {
-    /// A fresh environment able to tag objects, or None when this JVM offers no JVMTI.
-    pub fn new(vm: *mut JavaVM) -> Option<Jvmti> {
+    /// A fresh environment with the capabilities asked for (`CAN_*`), or None when this JVM
+    /// offers no JVMTI or will not grant them (can_suspend goes to one environment only).
+    pub fn new(vm: *mut JavaVM, capabilities: u32) -> Option<Jvmti> {
         let mut env: *mut c_void = std::ptr::null_mut();
         // SAFETY: vm is a live JavaVM; GetEnv writes one pointer.
         let rc = unsafe { ((**vm).v1_4.GetEnv)(vm, &mut env, JVMTI_VERSION_1_2) };
@@ -62,8 +71,7 @@ impl Jvmti {
             return None;
         }
         let jvmti = Jvmti { env: env.cast() };
-        // jvmtiCapabilities is 128 bits of bit fields; can_tag_objects is the first.
-        let caps: [u32; 4] = [1, 0, 0, 0];
+        let caps: [u32; 4] = [capabilities, 0, 0, 0];
         type AddCaps = unsafe extern "system" fn(Env, *const u32) -> jint;
         // SAFETY: slot 142 is AddCapabilities; caps has the struct's size and layout.
         let rc = unsafe { jvmti.function::<AddCaps>(ADD_CAPABILITIES)(jvmti.env, caps.as_ptr()) };
@@ -85,6 +93,67 @@ impl Jvmti {
         if !memory.is_null() {
             // SAFETY: memory was allocated by this environment for us.
             unsafe { self.function::<Deallocate>(DEALLOCATE)(self.env, memory.cast()) };
+        }
+    }
+
+    /// Suspends every Java thread but the calling one (attached); returns global references
+    /// to the threads suspended, for `resume`.
+    pub fn suspend_others(&self, jni: *mut JNIEnv) -> Vec<jobject> {
+        type GetAll = unsafe extern "system" fn(Env, *mut jint, *mut *mut jobject) -> jint;
+        type GetCurrent = unsafe extern "system" fn(Env, *mut jobject) -> jint;
+        type SuspendList = unsafe extern "system" fn(Env, jint, *const jobject, *mut jint) -> jint;
+        let mut suspended = Vec::new();
+        // SAFETY: functions called through their own slots; the thread array is read within
+        // its count and given back; local references are deleted, global ones returned.
+        unsafe {
+            let mut me: jobject = std::ptr::null_mut();
+            if self.function::<GetCurrent>(GET_CURRENT_THREAD)(self.env, &mut me) != 0 {
+                return suspended;
+            }
+            let mut count: jint = 0;
+            let mut threads: *mut jobject = std::ptr::null_mut();
+            if self.function::<GetAll>(GET_ALL_THREADS)(self.env, &mut count, &mut threads) != 0 {
+                ((**jni).v1_4.DeleteLocalRef)(jni, me);
+                return suspended;
+            }
+            for i in 0..count.max(0) as usize {
+                let t = *threads.add(i);
+                if !((**jni).v1_4.IsSameObject)(jni, t, me) {
+                    let global = ((**jni).v1_4.NewGlobalRef)(jni, t);
+                    if !global.is_null() {
+                        suspended.push(global);
+                    }
+                }
+                ((**jni).v1_4.DeleteLocalRef)(jni, t);
+            }
+            self.deallocate(threads.cast());
+            ((**jni).v1_4.DeleteLocalRef)(jni, me);
+            let mut results = vec![0 as jint; suspended.len()];
+            self.function::<SuspendList>(SUSPEND_THREAD_LIST)(
+                self.env,
+                suspended.len() as jint,
+                suspended.as_ptr(),
+                results.as_mut_ptr(),
+            );
+        }
+        suspended
+    }
+
+    /// Resumes the threads `suspend_others` suspended and lets go of their references.
+    pub fn resume(&self, jni: *mut JNIEnv, threads: Vec<jobject>) {
+        type ResumeList = unsafe extern "system" fn(Env, jint, *const jobject, *mut jint) -> jint;
+        let mut results = vec![0 as jint; threads.len()];
+        // SAFETY: the slot's own type; the references are global ones of ours.
+        unsafe {
+            self.function::<ResumeList>(RESUME_THREAD_LIST)(
+                self.env,
+                threads.len() as jint,
+                threads.as_ptr(),
+                results.as_mut_ptr(),
+            );
+            for t in threads {
+                ((**jni).v1_4.DeleteGlobalRef)(jni, t);
+            }
         }
     }
 

@@ -364,6 +364,10 @@ pub mod kind {
     pub const KEPT: &str = "kept";
     /// Restoring launcher to restored agent: the restore is done; here is what changed.
     pub const RESTORED: &str = "restored";
+    /// Helper to agent, for CRaC's test engines (simengine, pauseengine): the JVM goes on as
+    /// restored, in place (no image of memory was made; stdio comes along); the fields are
+    /// those of a restore's greeting.
+    pub const RESUMED: &str = "resumed";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -436,3 +436,66 @@ fn pauseengine_pauses_in_place_until_a_restore_resumes_it() {
     assert_eq!(o.code, Some(1));
     one_line_error(&o, &["not paused any more"]);
 }
+
+/// `action: reopen` as a CRaC JDK does it: a file rewritten since the checkpoint is reopened at
+/// the saved offset all the same (one line names it), also a file the JVM made itself; a file
+/// gone lets the restore go on and `checkpointRestore()` throws a RestoreException naming it;
+/// `allowChanges: false` (crac-shim's) refuses a changed file instead.
+#[test]
+fn reopen_goes_on_with_a_changed_or_vanished_file_as_crac_does() {
+    require_api!();
+    let tmp = TempDir::new("reopencrac");
+    let data = tmp.join("data.txt");
+    let policy = tmp.join("policy.yaml");
+    let image = tmp.join("image");
+    let checkpointed = |rules: &str, image: &std::path::Path| {
+        std::fs::write(&policy, rules).unwrap();
+        let mut cmd = crac_java();
+        cmd.arg(format!("-Djdk.crac.resource-policies={}", policy.display()));
+        let mut app =
+            start_checkpointable_with(cmd, image, "Reopen", &[&data.display().to_string()]);
+        app.out.wait_for("the checkpoint", |l| l == "checkpointing");
+        app.wait();
+        assert!(image.join("crac-shim.meta").is_file(), "no image");
+        assert_eq!(std::fs::read_to_string(&data).unwrap(), "hello ");
+    };
+    checkpointed(
+        &format!("type: file\npath: {}\naction: reopen\n", data.display()),
+        &image,
+    );
+    std::fs::write(&data, "123456").unwrap();
+    let copy = restore(&image);
+    copy.out.wait_for("the write", |l| l == "wrote");
+    copy.err.wait_for("the changed file named", |l| {
+        l.contains(&data.display().to_string()) && l.contains("changed since the checkpoint")
+    });
+    drop(copy);
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), "123456world!");
+
+    std::fs::remove_file(&data).unwrap();
+    let copy = restore(&image);
+    copy.out.wait_for("the RestoreException", |l| {
+        l.starts_with("RestoreException:") && l.contains(&data.display().to_string())
+    });
+    drop(copy);
+
+    // The strict key: a changed file refuses the restore, and nothing is touched.
+    let strict = tmp.join("strict");
+    checkpointed(
+        &format!(
+            "type: file\npath: {}\naction: reopen\nallowChanges: false\n",
+            data.display()
+        ),
+        &strict,
+    );
+    std::fs::write(&data, "123456").unwrap();
+    let mut c = crac_java();
+    c.arg(format!("-XX:CRaCRestoreFrom={}", strict.display()));
+    let o = run(c);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    one_line_error(
+        &o,
+        &["was written after the checkpoint", "allowChanges: false"],
+    );
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), "123456");
+}

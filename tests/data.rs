@@ -67,7 +67,11 @@ fn a_change_of_the_same_size_in_the_same_second_is_caught() {
     let tmp = TempDir::new("samesize");
     let image = tmp.join("image");
     let data = tmp.join("data.txt");
-    let rules = format!("type: file\npath: {}\naction: reopen\n", data.display());
+    // The strict rule (crac-shim's key): a changed file refuses the restore.
+    let rules = format!(
+        "type: file\npath: {}\naction: reopen\nallowChanges: false\n",
+        data.display()
+    );
     let mut app = start_files(
         &tmp,
         &image,
@@ -250,7 +254,10 @@ fn a_reopen_rule_under_the_temp_directory_wins() {
     let data = jvm_tmp.join("data4405286012235946190.bin");
     let rule = policy(
         &tmp,
-        &format!("type: file\npath: {}\naction: reopen\n", data.display()),
+        &format!(
+            "type: file\npath: {}\naction: reopen\nallowChanges: false\n",
+            data.display()
+        ),
     );
     let mut cmd = crac_java();
     cmd.arg(format!("-Djava.io.tmpdir={}", jvm_tmp.display()))

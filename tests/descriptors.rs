@@ -143,7 +143,7 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
     std::fs::write(
         &policy,
         format!(
-            "# our data file\ntype: file\npath: {}/*.txt\naction: reopen\n---\n",
+            "# our data file, never rolled back\ntype: file\npath: {}/*.txt\naction: reopen\nallowChanges: false\n---\n",
             tmp.path().display()
         ),
     )
@@ -168,7 +168,7 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
     );
 
     // The first copy wrote on: a second copy of the image would go on from older contents
-    // and overwrite the newer lines (a rollback). It is refused, naming the file.
+    // and overwrite the newer lines (a rollback). The rule refuses it, naming the file.
     let mut again = crac_java();
     again.arg(format!("-XX:CRaCRestoreFrom={}", image.display()));
     let o = run(again);
@@ -177,7 +177,7 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
         o.stderr.contains(&format!(
             "{} was written after the checkpoint",
             data.display()
-        )) && o.stderr.contains("allowChanges: true")
+        )) && o.stderr.contains("allowChanges: false")
             && o.stderr.lines().count() == 1,
         "{}",
         o.stderr
@@ -188,11 +188,11 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
         "nothing touched"
     );
 
-    // A rule that says the program copes lets it go (at the offset it had).
+    // Without the key, as in a CRaC JDK: reopened at the offset it had, the change named.
     std::fs::write(
         &policy,
         format!(
-            "type: file\npath: {}/*.txt\naction: reopen\nallowChanges: true\n",
+            "type: file\npath: {}/*.txt\naction: reopen\n",
             tmp.path().display()
         ),
     )
@@ -207,6 +207,9 @@ fn a_policy_turns_the_refusal_into_a_reopen_at_the_same_offset() {
     let copy = restore(&image2);
     copy.out
         .wait_for("ticks after restore", |l| tick(l).is_some());
+    copy.err.wait_for("the change named", |l| {
+        l.contains("changed since the checkpoint")
+    });
     drop(copy);
 
     // A broken policy file is refused at start with the line at fault.

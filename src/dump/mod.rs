@@ -333,6 +333,8 @@ fn dump(request: &Message) -> Result<()> {
             .filter_map(image::parse_check_file)
             .collect(),
         data_files: Vec::new(),
+        reopen_files: Vec::new(),
+        file_offsets: Vec::new(),
         listens: request.get_all("listen").map(str::to_string).collect(),
         append_files: request.get_all("append_file").map(str::to_string).collect(),
         inherit_files: request
@@ -382,13 +384,22 @@ fn dump(request: &Message) -> Result<()> {
     let mut finished: Option<Result<()>> = None;
     let finish = |meta: &mut Metadata, staged: image::target::Staging| {
         // Stated now: the JVM is frozen, what it wrote is in the file.
-        meta.data_files = request
-            .get_all("data_file")
-            .filter_map(|path| {
-                let m = std::fs::metadata(path).ok()?;
-                Some((m.len(), m.mtime(), path.to_string()))
-            })
+        let stated = |key: &str| -> Vec<(u64, i64, String)> {
+            request
+                .get_all(key)
+                .filter_map(|path| {
+                    let m = std::fs::metadata(path).ok()?;
+                    Some((m.len(), m.mtime(), path.to_string()))
+                })
+                .collect()
+        };
+        meta.data_files = stated("data_file");
+        meta.file_offsets = meta
+            .inherit_files
+            .iter()
+            .filter_map(|(_, path)| Some((offset_in(pid, path)?, path.clone())))
             .collect();
+        meta.reopen_files = stated("reopen_file");
         // The JVM is frozen now (CRIU holds it until this action script is done).
         meta.frozen_at_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -398,6 +409,7 @@ fn dump(request: &Message) -> Result<()> {
             .check_files
             .iter()
             .chain(&meta.data_files)
+            .chain(&meta.reopen_files)
             .filter_map(|(_, _, path)| file_state(path))
             .collect();
         // CRIU's log as far as the dump goes (it writes on in the scratch directory).
@@ -533,6 +545,22 @@ fn forget_attach_socket(pid: u32) {
 
 /// The state of a file the restore will check, read as the JVM's user through a walked path
 /// (regular files only, never blocking).
+/// The position of the JVM's descriptor open on `path` (frozen: it cannot move).
+fn offset_in(pid: u32, path: &str) -> Option<i64> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    fds.flatten().find_map(|fd| {
+        if std::fs::read_link(fd.path()).ok()? != Path::new(path) {
+            return None;
+        }
+        let info =
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_str()?))
+                .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("pos:"))
+            .and_then(|p| p.trim().parse().ok())
+    })
+}
+
 fn file_state(path: &str) -> Option<image::FileState> {
     let (fd, _) = crac_shim_proto::safepath::open_file(
         Path::new(path),

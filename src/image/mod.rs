@@ -36,9 +36,12 @@ pub struct Metadata {
     pub restore_args: Vec<String>,
     /// Files kept open for reading: (size, mtime, path); they must not change.
     pub check_files: Vec<(u64, i64, String)>,
-    /// Files a policy reopens for writing, as they were once the dump was done: (size,
-    /// mtime, path). A restore against newer contents would roll the program back.
+    /// Files a policy reopens for writing with `allowChanges: false`, as they were once the
+    /// dump was done: (size, mtime, path). A restore against newer contents is refused.
     pub data_files: Vec<(u64, i64, String)>,
+    /// Files a policy reopens for writing that may change (CRaC's way), recorded the same
+    /// way: a restore that finds one changed or gone says so and goes on.
+    pub reopen_files: Vec<(u64, i64, String)>,
     /// Addresses the program listens on (TCP): they must be free at restore.
     pub listens: Vec<String>,
     /// Logs (O_WRONLY|O_APPEND) that CRIU reopens by path: created if missing.
@@ -47,6 +50,9 @@ pub struct Metadata {
     /// (`r` or `rw`): the restore opens them and hands them to CRIU (`--inherit-fd`), which
     /// would refuse their new size.
     pub inherit_files: Vec<(String, String)>,
+    /// Where each of `inherit_files` was read or written to once the JVM was frozen: (offset,
+    /// path). CRIU keeps no position for a file it inherits; the restore seeks there.
+    pub file_offsets: Vec<(i64, String)>,
     /// `-XX:CRaCImageLabels`: (key, value) pairs a restore can require.
     pub labels: Vec<(String, String)>,
     /// Where and how the image was made, for `-XX:CRaCInspectImage`.
@@ -194,6 +200,9 @@ impl Metadata {
         for (size, mtime, path) in &self.data_files {
             out.push_str(&format!("data_file={size}:{mtime}:{path}\n"));
         }
+        for (size, mtime, path) in &self.reopen_files {
+            out.push_str(&format!("reopen_file={size}:{mtime}:{path}\n"));
+        }
         if let Some(c) = &self.caps {
             out.push_str(&format!("caps={}\n", c.encode()));
         }
@@ -211,6 +220,9 @@ impl Metadata {
         }
         for p in &self.append_files {
             out.push_str(&format!("append_file={p}\n"));
+        }
+        for (offset, p) in &self.file_offsets {
+            out.push_str(&format!("file_offset={offset}:{p}\n"));
         }
         for (access, p) in &self.inherit_files {
             out.push_str(&format!("inherit_file={access}:{p}\n"));
@@ -306,8 +318,22 @@ impl Metadata {
                         .ok_or_else(|| format!("metadata has a bad data_file {v:?}"))
                 })
                 .collect::<Result<_, _>>()?,
+            reopen_files: all("reopen_file")
+                .into_iter()
+                .map(|v| {
+                    parse_check_file(&v)
+                        .ok_or_else(|| format!("metadata has a bad reopen_file {v:?}"))
+                })
+                .collect::<Result<_, _>>()?,
             listens: all("listen"),
             append_files: all("append_file"),
+            file_offsets: all("file_offset")
+                .iter()
+                .filter_map(|v| {
+                    let (offset, path) = v.split_once(':')?;
+                    Some((offset.parse().ok()?, path.to_string()))
+                })
+                .collect(),
             inherit_files: all("inherit_file")
                 .iter()
                 .map(|v| {
@@ -717,6 +743,7 @@ pub fn files_gone(fs: &Path, meta: &Metadata) -> Result<Vec<String>, String> {
         .cloned()
         .chain(meta.check_files.iter().map(|(_, _, p)| p.clone()))
         .chain(meta.data_files.iter().map(|(_, _, p)| p.clone()))
+        .chain(meta.reopen_files.iter().map(|(_, _, p)| p.clone()))
         .chain(meta.inherit_files.iter().map(|(_, p)| p.clone()))
         .collect();
     Ok(needs::missing(&needs::files(fs)?, &exempt))
@@ -1023,6 +1050,8 @@ pub(crate) mod tests {
                 permitted: 1 << 40,
                 ambient: 0,
             }),
+            reopen_files: vec![(9, 1700000001, "/srv/db/notes.txt".into())],
+            file_offsets: vec![(6, "/srv/db/lo:g".into())],
             engine: "pauseengine".into(),
             frozen_at_ns: 1_796_403_510_123_456_789,
             file_states: vec![

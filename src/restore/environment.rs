@@ -85,10 +85,26 @@ pub fn check_environment(image: &Image) -> Result<()> {
                     && st.st_mtime == *mtime
                     && unchanged(image, path) != Some(false) => {}
             Some(st) => bail!(
-                "{path} was written after the checkpoint (size {size} then, {} now): the program reopens it and would go on from its memory of the older contents, silently losing what was written since (another copy of this image, or the original after the checkpoint); restore against the data as it was at the checkpoint (a copy per restored program), or say the program copes with `allowChanges: true` in the policy rule that reopens it",
+                "{path} was written after the checkpoint (size {size} then, {} now): the program reopens it and would go on from its memory of the older contents, silently losing what was written since (another copy of this image, or the original after the checkpoint); restore against the data as it was at the checkpoint (a copy per restored program), or drop `allowChanges: false` from the policy rule that reopens it (then it is reopened at the saved offset, as a CRaC JDK does)",
                 st.st_size
             ),
             None => bail!("{path}, which the program reopens for writing, is unavailable (No such file or directory); put back the data as it was at the checkpoint"),
+        }
+    }
+    // CRaC's way: reopened whatever happened to them, and said so.
+    for (size, mtime, path) in &image.meta.reopen_files {
+        match reopened(path)? {
+            Some(st)
+                if st.st_size as u64 == *size
+                    && st.st_mtime == *mtime
+                    && unchanged(image, path) != Some(false) => {}
+            Some(st) => eprintln!(
+                "crac-java: {path} changed since the checkpoint (size {size} then, {} now); the program reopens it at its saved offset, as a CRaC JDK does (`allowChanges: false` in its policy rule refuses such a restore)",
+                st.st_size
+            ),
+            None => eprintln!(
+                "crac-java: {path}, which the program reopens, is gone; the restore goes on and jdk.crac.Core.checkpointRestore() throws a RestoreException naming it"
+            ),
         }
     }
     for addr in &image.meta.listens {
@@ -130,16 +146,34 @@ pub fn check_environment(image: &Image) -> Result<()> {
 pub fn open_inherited_files(image: &Image) -> Result<Vec<(std::os::fd::OwnedFd, String)>> {
     let mut out = Vec::new();
     for (access, path) in &image.meta.inherit_files {
-        reopened(path)?;
         let flags = if access == "rw" {
             libc::O_RDWR
         } else {
             libc::O_RDONLY
         };
+        if reopened(path)?.is_none() {
+            // Gone (said above): the copy's stand-in is /dev/null until the agent's reopen by
+            // path fails and tells the program.
+            let null = safepath::openat(
+                libc::AT_FDCWD,
+                std::ffi::OsStr::new("/dev/null"),
+                flags | libc::O_CLOEXEC,
+                0,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot open /dev/null: {e}"))?;
+            safepath::inheritable(&null)?;
+            out.push((null, path.clone()));
+            continue;
+        }
         let (fd, _) = safepath::open_file(Path::new(path), euid(), flags, IfMissing::Fail)
             .map_err(|why| {
                 anyhow::anyhow!("cannot reopen {path} for the restored program: {why}")
             })?;
+        // CRIU keeps no position for a file it inherits: the program's, as it was frozen.
+        if let Some((offset, _)) = image.meta.file_offsets.iter().find(|(_, p)| p == path) {
+            // SAFETY: lseek on a descriptor we own.
+            unsafe { libc::lseek(fd.as_raw_fd(), *offset, libc::SEEK_SET) };
+        }
         safepath::inheritable(&fd)?;
         out.push((fd, path.clone()));
     }

@@ -373,6 +373,14 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
             failed.join(", ")
         ));
     }
+    // As in a CRaC JDK, the program hears of it: checkpointRestore() throws a
+    // RestoreException naming each file.
+    let mut outcome = outcome;
+    if let Ok(Outcome::Restored(greeting)) = &mut outcome {
+        for f in &failed {
+            greeting.push("restore_error", format!("cannot reopen {f}"));
+        }
+    }
     if !prepared.lost_locks.is_empty() {
         let lost = prepared.lost_locks.join(", ");
         if restored {
@@ -549,24 +557,27 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
             (Class::AppendFile, Action::Reopen) if scan::criu_reopens(e) => {
                 dump.push("append_file", &e.path)
             }
-            // A data file reopened for writing: restoring against newer contents would roll
-            // the program back silently (the helper records its state once the dump is done).
-            // (A policy rule wins over the temp-file guess: a temp file it reopens is data.)
+            // A data file reopened for writing with `allowChanges: false`: restoring against
+            // newer contents would roll the program back, and is refused (the helper records
+            // its state once the dump is done). (A policy rule wins over the temp-file guess:
+            // a temp file it reopens is data.)
             (Class::WriteFile | Class::TempFile, Action::Reopen) if !e.allow_changes => {
                 dump.push("data_file", &e.path)
             }
-            // A file that may have changed by the restore, with a stand-in at its offset:
-            // CRIU would refuse it for its new size, so the restore opens it and hands it in
-            // (the agent reopens it by path right after, as always).
-            (Class::WriteFile | Class::TempFile, Action::Reopen)
-                if e.flags & libc::O_APPEND == 0 =>
-            {
-                let access = if e.flags & libc::O_ACCMODE == libc::O_RDONLY {
-                    "r"
-                } else {
-                    "rw"
-                };
-                dump.push("inherit_file", format!("{access}:{}", e.path))
+            // CRaC's way: reopened at the saved offset even if it changed meanwhile (recorded
+            // all the same, so that the restore names a changed file). CRIU would refuse the
+            // stand-in for a new size, so the restore opens the file and hands it in (the
+            // agent reopens it by path right after, as always).
+            (Class::WriteFile | Class::TempFile, Action::Reopen) => {
+                dump.push("reopen_file", &e.path);
+                if e.flags & libc::O_APPEND == 0 {
+                    let access = if e.flags & libc::O_ACCMODE == libc::O_RDONLY {
+                        "r"
+                    } else {
+                        "rw"
+                    };
+                    dump.push("inherit_file", format!("{access}:{}", e.path))
+                }
             }
             (Class::ConnectedTcp, Action::Keep) => {
                 tcp_established = true;

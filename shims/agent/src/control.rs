@@ -408,6 +408,9 @@ fn answer_for_java(outcome: &Outcome, runtime_dir: &str) -> Vec<u8> {
             for a in greeting.get_all("new_main") {
                 m.push("new_main", a);
             }
+            for e in greeting.get_all("restore_error") {
+                m.push("restore_error", e);
+            }
             m
         }
     };

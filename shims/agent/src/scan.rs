@@ -608,13 +608,13 @@ fn reopen_by_path(prepared: &mut Prepared) -> Vec<String> {
         };
         let flags = e.flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL);
         let Ok(path) = std::ffi::CString::new(e.path.as_str()) else {
-            failed.push(e.path.clone());
+            failed.push(format!("{} (not a valid path)", e.path));
             continue;
         };
         // SAFETY: valid C string; no mode needed without O_CREAT.
         let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
         if fd < 0 {
-            failed.push(e.path.clone());
+            failed.push(format!("{} ({})", e.path, std::io::Error::last_os_error()));
             continue;
         }
         // SAFETY: fd is ours; it replaces the stand-in on the program's number, which gets its

@@ -182,8 +182,10 @@ pub struct Rule {
     pub action: Option<Action>,
     /// `warn: false` silences the notice printed when the rule closes, reopens or ignores.
     pub warn: bool,
-    /// `allowChanges: true` (a crac-shim key): a file this rule reopens for writing may have
-    /// changed when a copy is restored (the program copes with finding newer data).
+    /// `allowChanges` (a crac-shim key), true unless the rule says false: a file this rule
+    /// reopens for writing may have changed when a copy is restored, and is reopened at the
+    /// saved offset all the same (as a CRaC JDK does, with a line naming it). `false` refuses
+    /// such a restore instead (a program that would roll its data back).
     pub allow_changes: bool,
 }
 
@@ -205,7 +207,7 @@ impl Default for Rule {
             regex: None,
             action: None,
             warn: true,
-            allow_changes: false,
+            allow_changes: true,
         }
     }
 }

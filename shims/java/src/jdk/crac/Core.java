@@ -100,6 +100,10 @@ public class Core {
         } catch (RestoreException e) {
             restoreFailure = e;
         }
+        // Files a policy reopens that the restore did not find, as a CRaC JDK reports them.
+        for (String error : AgentLink.takeRestoreErrors()) {
+            restoreFailure = withFailure(restoreFailure, new java.io.IOException(error));
+        }
         if (failure == null) {
             AgentLink.timing("notified");
             restoreFailure = runNewMain(restoreFailure);

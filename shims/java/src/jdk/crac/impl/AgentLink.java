@@ -26,6 +26,8 @@ public final class AgentLink {
     private static volatile long restoreNanos = -1;
     /** The main class and arguments given to the last restore, run after afterRestore. */
     private static volatile java.util.List<String> newMain = java.util.List.of();
+    /** What the last restore could not give back (files a policy reopens that are gone). */
+    private static volatile java.util.List<String> restoreErrors = java.util.List.of();
 
     private AgentLink() {
     }
@@ -40,6 +42,13 @@ public final class AgentLink {
 
     public static long restoreNanos() {
         return restoreNanos;
+    }
+
+    /** Takes what the last restore could not give back (empty if nothing, or taken). */
+    public static java.util.List<String> takeRestoreErrors() {
+        java.util.List<String> e = restoreErrors;
+        restoreErrors = java.util.List.of();
+        return e;
     }
 
     /** Takes the main class and arguments of the last restore (empty if none or taken). */
@@ -227,6 +236,7 @@ public final class AgentLink {
         restoreNanos = System.nanoTime();
         restoreTime = System.currentTimeMillis();
         java.util.List<String> main = new java.util.ArrayList<>();
+        java.util.List<String> errors = new java.util.ArrayList<>();
         for (String l : lines) {
             int eq = l.indexOf('=');
             if (eq < 0) {
@@ -246,6 +256,9 @@ public final class AgentLink {
                 }
                 case "new_main":
                     main.add(value);
+                    break;
+                case "restore_error":
+                    errors.add(value);
                     break;
                 case "socket":
                     socket = value;
@@ -272,6 +285,7 @@ public final class AgentLink {
             }
         }
         newMain = java.util.List.copyOf(main);
+        restoreErrors = java.util.List.copyOf(errors);
     }
 
     private static String unescape(String s) {

@@ -218,7 +218,12 @@ fn runtime_dir_for(pid: u32) -> Option<PathBuf> {
     let xdg = (me == owner)
         .then(|| std::env::var("XDG_RUNTIME_DIR").ok())
         .flatten();
-    let candidates = runtime_dir_candidates(owner, xdg.as_deref());
+    let mut candidates = runtime_dir_candidates(owner, xdg.as_deref());
+    // In a user namespace of its own (rootless Podman or Docker, unshare -U) the JVM's agent
+    // knows its user by the id inside: its places are that user's, inside its root.
+    if let Some(inside) = uid_inside(pid, owner).filter(|inside| *inside != owner) {
+        candidates.extend(runtime_dir_candidates(inside, None));
+    }
     let inner = innermost_pid(pid).unwrap_or(pid);
     let holds = |dir: &str| {
         std::fs::symlink_metadata(socket_path(dir, pid)).is_ok()
@@ -229,19 +234,117 @@ fn runtime_dir_for(pid: u32) -> Option<PathBuf> {
     Some(PathBuf::from(found.unwrap_or(&candidates[0])))
 }
 
-/// A JVM started in a deeper PID namespace (a container) and named by the pid we see knows
-/// itself by the last pid of NSpid, and keeps its socket in its own /tmp, reached through
-/// /proc/PID/root. (A copy restored in a namespace of crac-java's names its socket by the
-/// pid we see: `path`.) Its pid there may belong to another JVM here, so the socket counts
-/// only if the process listening on it is `pid`.
+/// A JVM in a container (a root of its own, perhaps a deeper PID namespace) and named by the
+/// pid we see knows itself by the last pid of NSpid, and keeps its socket in its own /tmp,
+/// reached through /proc/PID/root. (A copy restored in a namespace of crac-java's names its
+/// socket by the pid we see: `path`.) Its pid there may belong to another JVM here, and its
+/// /tmp to another user, so the socket counts only if the process listening on it is `pid`.
 fn in_container(pid: u32, path: &str) -> Option<UnixStream> {
-    let inner = innermost_pid(pid).filter(|inner| *inner != pid)?;
+    let inner = innermost_pid(pid).unwrap_or(pid);
     let dir = Path::new(path).parent()?.to_str()?;
-    let stream =
-        UnixStream::connect(format!("/proc/{pid}/root{}", socket_path(dir, inner))).ok()?;
+    let inside = format!("/proc/{pid}/root{}", socket_path(dir, inner));
+    let stream = match as_owner_inside(pid) {
+        Some(ns) => connect_in_userns(&ns, &inside)?,
+        None => UnixStream::connect(&inside).ok()?,
+    };
     let peer =
         nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
     (peer.pid() == pid as libc::pid_t).then_some(stream)
+}
+
+/// Root reaching a JVM in a user namespace where root is not mapped (rootless Podman or
+/// Docker, unshare -U): its agent would see an unknown user (the overflow uid) and refuse.
+/// Root joins the namespace as its root, the JVM's owner there, as `nsenter -U` does; the
+/// namespace to join, when that is needed.
+fn as_owner_inside(pid: u32) -> Option<std::fs::File> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 || uid_inside(pid, 0).is_some() {
+        return None;
+    }
+    std::fs::File::open(format!("/proc/{pid}/ns/user")).ok()
+}
+
+/// Connects to `path` from a child that has joined the user namespace `ns` as its root, and
+/// takes the connection over (the socket keeps the credentials of its connect()).
+fn connect_in_userns(ns: &std::fs::File, path: &str) -> Option<UnixStream> {
+    use std::os::fd::AsFd;
+    let (ours, theirs) = UnixStream::pair().ok()?;
+    let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: crac-jcmd is single-threaded; the child only makes system calls and _exits.
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            let joined = nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWUSER)
+                .is_ok()
+                // setgroups may be denied in the namespace (unshare -r); the ids are what count.
+                && {
+                    let _ = nix::unistd::setgroups(&[]);
+                    true
+                }
+                && nix::unistd::setresgid(0.into(), 0.into(), 0.into()).is_ok()
+                && nix::unistd::setresuid(0.into(), 0.into(), 0.into()).is_ok();
+            if joined {
+                // SAFETY: a fresh unix stream socket, connected to a NUL-terminated path.
+                unsafe {
+                    let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                    let mut addr: libc::sockaddr_un = std::mem::zeroed();
+                    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+                    let bytes = c_path.as_bytes_with_nul();
+                    if fd >= 0 && bytes.len() <= addr.sun_path.len() {
+                        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+                            *d = *s as libc::c_char;
+                        }
+                        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) == 0 {
+                            let fds = [fd];
+                            let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+                            let _ = nix::sys::socket::sendmsg::<()>(
+                                std::os::fd::AsRawFd::as_raw_fd(&theirs),
+                                &[std::io::IoSlice::new(b"c")],
+                                &cmsg,
+                                nix::sys::socket::MsgFlags::empty(),
+                                None,
+                            );
+                        }
+                    }
+                    libc::_exit(0);
+                }
+            }
+            // SAFETY: ending the child at once.
+            unsafe { libc::_exit(1) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            let mut buf = [0u8; 1];
+            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let received = nix::sys::socket::recvmsg::<()>(
+                std::os::fd::AsRawFd::as_raw_fd(&ours),
+                &mut iov,
+                Some(&mut cmsg),
+                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            let _ = nix::sys::wait::waitpid(child, None);
+            let fd = received.ok()?.cmsgs().ok()?.find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })?;
+            // SAFETY: SCM_RIGHTS installed this descriptor for us alone.
+            Some(UnixStream::from(unsafe {
+                <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+            }))
+        }
+    }
+}
+
+/// `uid` (as we see it) as the user namespace of `pid` sees it, through its uid_map.
+fn uid_inside(pid: u32, uid: u32) -> Option<u32> {
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).ok()?;
+    map.lines().find_map(|line| {
+        let mut f = line.split_whitespace().map(|v| v.parse::<u32>().ok());
+        let (inside, outside, count) = (f.next()??, f.next()??, f.next()??);
+        (uid >= outside && uid - outside < count).then(|| inside + (uid - outside))
+    })
 }
 
 fn innermost_pid(pid: u32) -> Option<u32> {

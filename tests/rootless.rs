@@ -164,3 +164,111 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The pid of a child of `parent`, once it runs `comm`.
+fn child_running(parent: u32, comm: &str) -> u32 {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let name = head.split_once(" (").map(|(_, n)| n).unwrap_or_default();
+            let ppid: Option<u32> = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+            if name == comm && ppid == Some(parent) {
+                return e.file_name().to_str().unwrap().parse().unwrap();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {comm} under {parent}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A JVM in a user namespace of its own, in a root of its user's (as rootless Podman or
+/// Docker run it): its agent knows its user as uid 0 and keeps its socket in its own /tmp.
+/// crac-jcmd from the host reaches it, as its owner (uid mapped through the namespace's
+/// uid_map) and as root (who joins the namespace as its root, since host root is unmapped
+/// there and the agent answers only its own user), in seconds. (simengine: CRIU itself does
+/// not run in an unprivileged user namespace.)
+#[test]
+fn crac_jcmd_reaches_a_jvm_in_a_user_namespace() {
+    require_checkpoint!();
+    skip_unless!(
+        Command::new("unshare")
+            .args(["-U", "-r", "true"])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "user namespaces are not available (kernel.unprivileged_userns_clone?)"
+    );
+    let tmp = TempDir::new("userns");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let public = public_copy(&tmp);
+    let root = tmp.join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = tmp.join("out.txt");
+    let script = format!(
+        "set -e; R={root}; for d in bin sbin usr lib lib64 etc dev proc sys; do [ -e /$d ] || continue; mkdir -p $R/$d; mount --rbind /$d $R/$d; done; \
+         mkdir -p $R/tmp $R/opt/crac; mount -t tmpfs tmpfs $R/tmp; mount --rbind {public} $R/opt/crac; \
+         exec chroot $R sh -c 'mkdir /tmp/cp && cd /tmp && exec /opt/crac/crac-java -XX:CRaCEngine=simengine -XX:CRaCCheckpointTo=/tmp/cp/img-%g -cp /opt/crac/classes Ticker'",
+        root = root.display(),
+        public = public.crac_java.parent().unwrap().display(),
+    );
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args([
+            "unshare",
+            "-U",
+            "-r",
+            "-m",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+        ])
+        .arg(&script)
+        .env("CRAC_SHIM_JAVA", default_java())
+        .env("CRAC_CRIU_PATH", "/nonexistent/criu")
+        .stdin(Stdio::null())
+        .stdout(output_file(&out))
+        .stderr(Stdio::inherit());
+    let mut ns = KillOnDrop(c.spawn().unwrap());
+    let jvm = child_running(ns.0.id(), "java");
+    wait_for_tick_in(&out, 1);
+    let map = std::fs::read_to_string(format!("/proc/{jvm}/uid_map")).unwrap();
+    assert!(map.split_whitespace().eq(["0", "65534", "1"]), "{map}");
+
+    for (who, mut c) in [
+        ("its owner", as_nobody(&public.crac_jcmd)),
+        ("root", Command::new(&public.crac_jcmd)),
+    ] {
+        c.args([&jvm.to_string(), "JDK.checkpoint"]);
+        let started = std::time::Instant::now();
+        let o = run(c);
+        assert_eq!(o.code, Some(0), "{who}: {} {}", o.stdout, o.stderr);
+        assert!(
+            o.stdout.contains("Command executed successfully"),
+            "{who}: {}",
+            o.stdout
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{who}"
+        );
+    }
+    for n in 1..=2 {
+        let meta = format!("/proc/{jvm}/root/tmp/cp/img-{n}/crac-shim.meta");
+        assert!(std::path::Path::new(&meta).is_file(), "{meta}");
+    }
+    let last = wait_for_tick_in(&out, 0);
+    wait_for_tick_in(&out, last + 2);
+    let _ = ns.0.kill();
+    let _ = ns.0.wait();
+    wait_gone(jvm);
+}

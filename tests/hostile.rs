@@ -301,10 +301,21 @@ fn names_another_user_takes_first_do_not_stop_root() {
     assert_eq!(up.trim(), "up");
     let restored = restore(&image);
     restored.out.wait_for("a tick", |l| tick(l).is_some());
+    // The image's pid, here or (when another process holds it here: pids wrap at 32768 on a
+    // busy machine) inside the copy's own PID namespace.
+    let knows_itself_as = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last()?.parse::<u32>().ok())
+            })
+    };
     let copy = restored
         .descendants()
         .into_iter()
-        .find(|p| *p == pid)
+        .find(|p| knows_itself_as(*p) == Some(pid))
         .expect("the copy has the image's pid");
     // The JDK's own jcmd reaches the copy (the foreign socket is gone).
     let jcmd = Path::new(&home_of(&default_java())).join("bin/jcmd");

@@ -27,6 +27,7 @@ pub enum Operation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host {
     Docker,
+    Podman,
     Kubernetes,
     OtherContainer,
     Plain,
@@ -41,6 +42,12 @@ impl Host {
         }
         if Path::new("/.dockerenv").exists() {
             return Host::Docker;
+        }
+        // Podman marks its containers so (and says so in `container=podman`).
+        if Path::new("/run/.containerenv").exists()
+            || std::env::var_os("container").is_some_and(|v| v == "podman")
+        {
+            return Host::Podman;
         }
         let cgroup = std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default();
         if ["docker", "kubepods", "containerd", "libpod", "lxc"]
@@ -176,6 +183,8 @@ fn grant(host: Host, cap: &str, old_engines: Option<&str>) -> String {
         Host::Docker | Host::OtherContainer => {
             format!("run the container with --cap-add {cap}{older}")
         }
+        // Podman knows every capability the kernel does.
+        Host::Podman => format!("run the container with --cap-add {cap} (podman run)"),
         Host::Kubernetes => format!(
             "add it to the container's securityContext: capabilities: {{add: [\"{cap}\"]}}{}",
             old_engines
@@ -200,6 +209,9 @@ fn unconfine(host: Host) -> String {
         }
         Host::Docker | Host::OtherContainer => {
             "run the container with --security-opt seccomp=unconfined".into()
+        }
+        Host::Podman => {
+            "run the container with --security-opt seccomp=unconfined (podman run)".into()
         }
         Host::Plain => {
             "start crac-java outside the seccomp filter (a service manager's SystemCallFilter=, or a sandbox)".into()
@@ -327,6 +339,16 @@ mod tests {
         let why = missing_as_root(&p, RESTORE, Host::Kubernetes).unwrap();
         assert!(
             why.contains("capabilities: {add: [\"CHECKPOINT_RESTORE\"]}"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn podman_gets_its_own_words() {
+        let p = with(&[Capability::CAP_CHOWN], true, 0);
+        let why = missing_as_root(&p, Operation::Checkpoint, Host::Podman).unwrap();
+        assert!(
+            why.contains("--cap-add CHECKPOINT_RESTORE (podman run)") && !why.contains("Docker"),
             "{why}"
         );
     }

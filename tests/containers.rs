@@ -57,25 +57,79 @@ struct Engine {
 
 static ENGINE: Mutex<Option<Engine>> = Mutex::new(None);
 
-/// A test's hold on the engine; the last one to let go stops an engine we started.
+/// A test's hold on the engine; the last one to let go stops an engine we started. For
+/// Podman (no daemon), the storage of the test's own, removed with it.
 struct Lease {
     cli: PathBuf,
     host: Option<String>,
+    podman: Option<TempDir>,
 }
 
 impl Lease {
+    /// The engine's command line (`docker` or `podman` with its global options).
     fn docker(&self) -> Command {
         let mut c = Command::new(&self.cli);
         if let Some(h) = &self.host {
             c.arg("-H").arg(h);
         }
+        if let Some(state) = &self.podman {
+            c.arg("--root")
+                .arg(state.join("root"))
+                .arg("--runroot")
+                .arg(state.join("run"))
+                .args([
+                    "--storage-driver",
+                    "vfs",
+                    // This host's crun cannot start containers under hybrid cgroups.
+                    "--runtime",
+                    "runc",
+                    "--cgroup-manager",
+                    "cgroupfs",
+                    "--events-backend",
+                    "file",
+                ]);
+        }
         c.stdin(Stdio::null());
         c
+    }
+
+    /// Options every container of this engine needs here: Podman asks for rlimits above this
+    /// host's hard ones by default (nofile 1048576), which runc cannot set; the host's go in.
+    fn host_quirks(&self) -> Vec<String> {
+        if self.podman.is_none() {
+            return Vec::new();
+        }
+        let hard = |r| {
+            let mut l = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit writes into a local struct.
+            unsafe { libc::getrlimit(r, &mut l) };
+            l.rlim_max
+        };
+        // At most the host's hard limits (lowering is always allowed; "unlimited" is not
+        // a number runc takes).
+        vec![
+            "--ulimit".into(),
+            format!("nofile={0}:{0}", hard(libc::RLIMIT_NOFILE).min(65536)),
+            "--ulimit".into(),
+            format!("nproc={0}:{0}", hard(libc::RLIMIT_NPROC).min(4096)),
+        ]
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if let Some(state) = &self.podman {
+            let mut c = self.docker();
+            c.args(["rm", "-af"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let _ = c.status();
+            unmount_below(state.path());
+            return;
+        }
         let mut engine = ENGINE.lock().unwrap_or_else(|p| p.into_inner());
         let last = engine.as_mut().is_some_and(|e| {
             e.users -= 1;
@@ -153,6 +207,7 @@ fn engine() -> Result<Lease, String> {
         return Ok(Lease {
             cli: e.cli.clone(),
             host: e.host.clone(),
+            podman: None,
         });
     }
     let cli = docker_cli().ok_or("no docker client (scripts/setup installs docker.io)")?;
@@ -163,7 +218,11 @@ fn engine() -> Result<Lease, String> {
             ours: None,
             users: 1,
         });
-        return Ok(Lease { cli, host: None });
+        return Ok(Lease {
+            cli,
+            host: None,
+            podman: None,
+        });
     }
     let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
         .iter()
@@ -210,7 +269,42 @@ fn engine() -> Result<Lease, String> {
     Ok(Lease {
         cli,
         host: Some(socket),
+        podman: None,
     })
+}
+
+/// Rootful Podman (Debian's), daemonless, with a storage of the test's own.
+fn podman() -> Result<Lease, String> {
+    let cli = ["/usr/bin/podman", "/usr/local/bin/podman"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or("no podman (scripts/setup installs podman)")?;
+    let lease = Lease {
+        cli,
+        host: None,
+        podman: Some(TempDir::new("podman")),
+    };
+    let mut c = lease.docker();
+    c.arg("info");
+    let o = run(c);
+    if o.code != Some(0) {
+        return Err(format!("podman does not run here: {}", o.stderr.trim()));
+    }
+    Ok(lease)
+}
+
+macro_rules! require_podman {
+    () => {{
+        require_checkpoint!();
+        match podman() {
+            Ok(l) => l,
+            Err(why) => {
+                skip_unless!(false, "{why}");
+                unreachable!()
+            }
+        }
+    }};
 }
 
 macro_rules! require_engine {
@@ -302,7 +396,8 @@ impl<'a> Containers<'a> {
         for m in host_mounts() {
             c.arg("-v").arg(m);
         }
-        c.args(options)
+        c.args(self.d.host_quirks())
+            .args(options)
             .arg(base_image(self.d))
             .arg(CRAC_JAVA)
             .args(args);
@@ -497,7 +592,37 @@ fn checkpoint_in_container(
 #[test]
 fn checkpointed_once_restored_as_three_replicas() {
     let d = require_engine!();
+    three_replicas(&d);
+}
+
+/// The same flow under Podman (rootful, runc): what Docker users do, Podman users do alike.
+#[test]
+fn under_podman_checkpointed_once_restored_as_three_replicas() {
+    let d = require_podman!();
+    three_replicas(&d);
+    // Podman's defaults (its capabilities, its seccomp profile): refused at once, in one line
+    // with Podman's options.
     let mut cs = Containers::new(&d);
+    let tmp = TempDir::new("podman-refused");
+    let o = cs.run(
+        "refused",
+        &image_volume(tmp.path(), false),
+        &demo_server_args(free_port()),
+        false,
+    );
+    assert_eq!(o.code, Some(1), "{} {}", o.stdout, o.stderr);
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("(podman run)") && o.stderr.contains("--cap-add"),
+        "{}",
+        o.stderr
+    );
+}
+
+/// Made in one container, checkpointed from inside; three replicas at once from a read-only
+/// volume; `stop` gives 143; a replica checkpointed again from the host restores too.
+fn three_replicas(d: &Lease) {
+    let mut cs = Containers::new(d);
     let tmp = TempDir::new("replicas");
     let images = tmp.join("images");
     std::fs::create_dir(&images).unwrap();

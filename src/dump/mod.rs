@@ -35,6 +35,20 @@ pub fn run_helper(args: &[OsString]) -> i32 {
         eprintln!("crac-java: the dump helper is started by the crac-shim agent, not by hand");
         return 2;
     };
+    // Out of the JVM's process tree, which CRIU dumps: the agent spawned us without copying
+    // its memory (posix_spawn); this process is small, so a fork is cheap. Our parent ends at
+    // once (the agent waits for it), we go on adopted by init or a subreaper, in a session of
+    // our own.
+    // SAFETY: crac-java is single-threaded here; the parent only _exits.
+    match unsafe { libc::fork() } {
+        -1 => return 1,
+        0 => {
+            // SAFETY: setsid has no preconditions.
+            unsafe { libc::setsid() };
+        }
+        // SAFETY: ending the parent at once, its child goes on.
+        _ => unsafe { libc::_exit(0) },
+    }
     // The other ends of the JVM's stdio placeholders: ours alone during the dump (none may
     // stay in the JVM, where CRIU would find half a socket pair), handed back if it goes on.
     // SAFETY: the agent passed these open for us alone.

@@ -164,6 +164,7 @@ public final class AgentLink {
         } catch (Throwable t) {
             hotspot = null;
         }
+        long committedBefore = Runtime.getRuntime().totalMemory();
         System.gc();
         if (hotspot != null) {
             try {
@@ -172,6 +173,65 @@ public final class AgentLink {
             } catch (Throwable ignored) {
                 // the limits stay low; the heap grows again as needed
             }
+        }
+        waitForUncommit(committedBefore);
+    }
+
+    /**
+     * G1 gives the regions the full GC freed back to the kernel in the background, some
+     * 100 ms after the GC returns ("Uncommittable regions after shrink"): dumped before that,
+     * they go into the image (and are uncommitted again in every restored copy). When the GC
+     * shrank the heap, waits until the process's resident memory has started falling and then
+     * stopped (60 ms without a drop of 1 MiB); at most 300 ms for it to start, 2 s in all.
+     */
+    private static void waitForUncommit(long committedBefore) {
+        long shrunk = committedBefore - Runtime.getRuntime().totalMemory();
+        if (shrunk < (8L << 20)) {
+            return;
+        }
+        long start = System.nanoTime();
+        long first = residentPages();
+        if (first < 0) {
+            return;
+        }
+        long last = first;
+        long lastDrop = -1;
+        long pagesPerMiB = 256;
+        while (true) {
+            long elapsed = System.nanoTime() - start;
+            if (elapsed > 2_000_000_000L) {
+                return;
+            }
+            if (lastDrop < 0 && elapsed > 300_000_000L) {
+                return;
+            }
+            if (lastDrop >= 0 && System.nanoTime() - lastDrop > 60_000_000L) {
+                return;
+            }
+            try {
+                Thread.sleep(10);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+            long now = residentPages();
+            if (now < 0) {
+                return;
+            }
+            if (last - now >= pagesPerMiB) {
+                lastDrop = System.nanoTime();
+                last = now;
+            }
+        }
+    }
+
+    private static long residentPages() {
+        try {
+            String[] f = new String(java.nio.file.Files.readAllBytes(
+                    java.nio.file.Path.of("/proc/self/statm"))).trim().split(" ");
+            return Long.parseLong(f[1]);
+        } catch (Exception e) {
+            return -1;
         }
     }
 

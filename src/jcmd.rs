@@ -445,6 +445,9 @@ fn exchange(
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             bail!("permission denied on {path}: only the JVM's owner (or root) may control it")
         }
+        Err(e) if e.get_ref().is_some_and(|i| i.is::<NoSocket>()) => bail!(
+            "{pid} has the crac-shim agent but no control socket where its owner's would be ({path}, or its own /tmp in a container), and no checkpoint is under way: its stderr says why the agent could not listen"
+        ),
         Err(_) if was_ours && being_restored(pid) => bail!(
             "{pid} is a copy still being restored (its control socket is not back yet); ask again in a moment"
         ),
@@ -512,6 +515,10 @@ fn exchange(
 /// for the moment: wait for it to come back (until `deadline`) rather than call the JVM
 /// something else.
 fn connect(pid: u32, path: &str, deadline: std::time::Instant) -> std::io::Result<UnixStream> {
+    // A JVM with the agent but no socket that nothing is dumping either (the agent could not
+    // make its socket, or it lies where we cannot see): said after a short while, not after
+    // the whole timeout.
+    let mut unexplained = None::<std::time::Instant>;
     loop {
         match UnixStream::connect(path).or_else(|e| in_container(pid, path).ok_or(e)) {
             Ok(s) => return Ok(s),
@@ -521,10 +528,44 @@ fn connect(pid: u32, path: &str, deadline: std::time::Instant) -> std::io::Resul
                 {
                     return Err(e);
                 }
+                if being_dumped(pid) || being_restored(pid) {
+                    unexplained = None;
+                } else if unexplained
+                    .get_or_insert_with(std::time::Instant::now)
+                    .elapsed()
+                    > NO_SOCKET_GRACE
+                {
+                    return Err(std::io::Error::new(std::io::ErrorKind::NotFound, NoSocket));
+                }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
     }
+}
+
+/// How long a JVM may be without its socket while nothing dumps it: the agent closes it
+/// for a checkpoint only from the scan to the end of the dump, and CRIU traces the JVM for
+/// most of that.
+const NO_SOCKET_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug)]
+struct NoSocket;
+
+impl std::fmt::Display for NoSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no control socket")
+    }
+}
+
+impl std::error::Error for NoSocket {}
+
+/// CRIU (or a debugger) traces the JVM: a dump is under way.
+fn being_dumped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .is_some_and(|t| t.trim() != "0")
+    })
 }
 
 /// A container's entry point `crac-java` stays pid 1 (the namespace's init) and runs the JVM

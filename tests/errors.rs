@@ -244,3 +244,29 @@ fn help_comes_from_the_flag_table() {
     assert_eq!(o.code, Some(0));
     assert!(o.stdout.contains("JDK.checkpoint") && o.stdout.contains("-l, --list"));
 }
+
+/// A JVM with the agent whose socket crac-jcmd cannot find (here: crac-jcmd told to look in
+/// another runtime directory), with no checkpoint under way: said within seconds, not after
+/// the whole two-minute timeout.
+#[test]
+fn a_missing_control_socket_is_said_at_once() {
+    require_checkpoint!();
+    let tmp = TempDir::new("nosocket");
+    let app = start_checkpointable(&tmp.join("image"), "Ticker", &[]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    let elsewhere = tmp.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let mut c = Command::new(CRAC_JCMD);
+    c.env("CRAC_SHIM_RUNTIME_DIR", &elsewhere)
+        .args([&app.pid.to_string(), "JDK.checkpoint"]);
+    let started = std::time::Instant::now();
+    let o = run(c);
+    assert_eq!(o.code, Some(1), "{} {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("no control socket"), "{}", o.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(alive(app.pid), "the JVM goes on");
+}

@@ -5,16 +5,6 @@ mod support;
 use std::process::Command;
 use support::*;
 
-macro_rules! require_api {
-    () => {
-        require_checkpoint!();
-        skip_unless!(
-            support::api_jar().is_file(),
-            "crac-shim-api.jar is not built: run scripts/setup"
-        );
-    };
-}
-
 /// Starts `Api SCENARIO` checkpointable; returns the app once it printed "checkpointing".
 fn api_app(image: &std::path::Path, scenario: &str) -> Proc {
     let app = start_checkpointable(image, "Api", &[scenario]);

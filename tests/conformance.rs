@@ -5,16 +5,6 @@ mod support;
 use std::process::{Command, Stdio};
 use support::*;
 
-macro_rules! require_api {
-    () => {
-        require_checkpoint!();
-        skip_unless!(
-            support::api_jar().is_file(),
-            "crac-shim-api.jar is not built: run scripts/setup"
-        );
-    };
-}
-
 /// CRaC 17's older names: `-XX:CREngine=`, `-XX:+CRPrintResourcesOnCheckpoint`, and the
 /// environment variable `CRAC_CRIU_LEAVE_RUNNING` (keep running after the checkpoint); and an
 /// empty `-XX:CRaCEngineOptions=` (CRaC's test library passes one at restore) means none.

@@ -30,6 +30,18 @@ macro_rules! skip_unless {
     };
 }
 
+/// Tests of the jdk.crac API also need its jar.
+#[macro_export]
+macro_rules! require_api {
+    () => {
+        $crate::require_checkpoint!();
+        $crate::skip_unless!(
+            support::api_jar().is_file(),
+            "crac-shim-api.jar is not built: run scripts/setup"
+        );
+    };
+}
+
 /// Checkpoint tests need root and a working CRIU.
 #[macro_export]
 macro_rules! require_checkpoint {

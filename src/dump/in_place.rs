@@ -111,7 +111,7 @@ fn record(engine: TestEngine, request: &Message) -> Result<PathBuf> {
             .unwrap_or_default(),
         ..Metadata::default()
     };
-    finish_image(&meta, &target, staged)?;
+    finish_image(&meta, &target, staged, &std::collections::HashMap::new())?;
     Ok(dir)
 }
 

@@ -380,6 +380,8 @@ fn dump(request: &Message) -> Result<()> {
     };
     // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
     // libraries, say) is none of its business.
+    // Checksums for the manifest, taken while CRIU writes the image.
+    let mut prehash = image::manifest::Prehash::watch(&staging);
     let mut criu_command = Command::new(&criu_path);
     staged.pass_to(&mut criu_command);
     crate::timing::mark("checkpoint-criu");
@@ -396,7 +398,7 @@ fn dump(request: &Message) -> Result<()> {
         .with_context(|| format!("cannot run {}", criu_path.display()))?;
     let mut staged = Some(staged);
     let mut finished: Option<Result<()>> = None;
-    let finish = |meta: &mut Metadata, staged: image::target::Staging| {
+    let mut finish = |meta: &mut Metadata, staged: image::target::Staging| {
         // Stated now: the JVM is frozen, what it wrote is in the file.
         let stated = |key: &str| -> Vec<(u64, i64, String)> {
             request
@@ -428,7 +430,11 @@ fn dump(request: &Message) -> Result<()> {
             .collect();
         // CRIU's log as far as the dump goes (it writes on in the scratch directory).
         let _ = std::fs::copy(work.join("dump.log"), staged.fs().join("dump.log"));
-        let done = finish_image(meta, &target, staged);
+        let known = prehash
+            .take()
+            .map(image::manifest::Prehash::finish)
+            .unwrap_or_default();
+        let done = finish_image(meta, &target, staged, &known);
         crate::timing::mark("checkpoint-image-done");
         done
     };
@@ -596,11 +602,14 @@ pub(crate) fn finish_image(
     meta: &Metadata,
     target: &image::target::Target,
     staged: image::target::Staging,
+    known: &std::collections::HashMap<String, image::manifest::Known>,
 ) -> Result<()> {
     let staging = staged.fs();
     let written = std::fs::write(staging.join(crac_shim_proto::METADATA_FILE), meta.encode())
         .context("cannot write the image metadata")
-        .and_then(|()| image::manifest::write(&staging).context("cannot write the image manifest"));
+        .and_then(|()| {
+            image::manifest::write_with(&staging, known).context("cannot write the image manifest")
+        });
     match written {
         Ok(()) => target.install(staged),
         Err(e) => {

@@ -166,8 +166,142 @@ fn checksum_by_reading(mut f: std::fs::File) -> std::io::Result<u64> {
     }
 }
 
+/// A file's checksum taken while the dump was written, valid while its size and
+/// modification time are these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub checksum: u64,
+}
+
+fn stamp(m: &std::fs::Metadata) -> (u64, i128) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        m.len(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    )
+}
+
+/// Checksums taken while the dump is written: each file CRIU closes after writing it
+/// (inotify's IN_CLOSE_WRITE) is hashed at once, on another CPU and from the page cache,
+/// rather than all of them read back once the dump is done (a fifth of a 1 GB checkpoint).
+pub struct Prehash {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::collections::HashMap<String, Known>>,
+}
+
+impl Prehash {
+    /// None when inotify is unavailable: the manifest then reads everything back.
+    pub fn watch(dir: &Path) -> Option<Prehash> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: inotify_init1 has no preconditions; the descriptor is owned at once.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: raw is a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a valid descriptor and NUL-terminated path.
+        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_CLOSE_WRITE) } < 0
+        {
+            return None;
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let dir = dir.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("prehash".into())
+            .spawn(move || {
+                let mut known = std::collections::HashMap::new();
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let last = stopping.load(std::sync::atomic::Ordering::Acquire);
+                    let mut pfd = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut pfd, 1, if last { 0 } else { 50 }) };
+                    // SAFETY: buf is writable for its length.
+                    let n =
+                        unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                    if n > 0 {
+                        for name in closed_names(&buf[..n as usize]) {
+                            hash_into(&dir, name, &mut known);
+                        }
+                        continue;
+                    }
+                    if last {
+                        return known;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Prehash { stop, thread })
+    }
+
+    /// What was hashed; files closed since are hashed now.
+    pub fn finish(self) -> std::collections::HashMap<String, Known> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The names in a buffer of inotify events.
+fn closed_names(mut events: &[u8]) -> Vec<String> {
+    let head = std::mem::size_of::<libc::inotify_event>();
+    let mut out = Vec::new();
+    while events.len() >= head {
+        let len = u32::from_ne_bytes(events[12..16].try_into().unwrap()) as usize;
+        let Some(name) = events.get(head..head + len) else {
+            break;
+        };
+        let name = name.split(|b| *b == 0).next().unwrap_or_default();
+        if !name.is_empty() {
+            out.push(String::from_utf8_lossy(name).into_owned());
+        }
+        events = &events[(head + len).min(events.len())..];
+    }
+    out
+}
+
+fn hash_into(dir: &Path, name: String, known: &mut std::collections::HashMap<String, Known>) {
+    let path = dir.join(&name);
+    let (Ok(before), Ok(checksum)) = (std::fs::symlink_metadata(&path), checksum_of(&path)) else {
+        return;
+    };
+    match std::fs::symlink_metadata(&path) {
+        Ok(after) if before.is_file() && stamp(&before) == stamp(&after) => {
+            let (size, mtime_ns) = stamp(&after);
+            known.insert(
+                name,
+                Known {
+                    size,
+                    mtime_ns,
+                    checksum,
+                },
+            );
+        }
+        _ => {
+            known.remove(&name);
+        }
+    }
+}
+
 /// Every regular file of the finished dump in `dir` (the manifest itself aside).
 pub fn entries(dir: &Path) -> std::io::Result<Vec<Entry>> {
+    entries_with(dir, &std::collections::HashMap::new())
+}
+
+/// As `entries`, taking checksums already known for files unchanged since.
+pub fn entries_with(
+    dir: &Path,
+    known: &std::collections::HashMap<String, Known>,
+) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
@@ -175,9 +309,15 @@ pub fn entries(dir: &Path) -> std::io::Result<Vec<Entry>> {
         if name == MANIFEST_FILE || !e.file_type()?.is_file() {
             continue;
         }
+        let meta = e.metadata()?;
+        let (size, mtime_ns) = stamp(&meta);
+        let checksum = match known.get(&name) {
+            Some(k) if k.size == size && k.mtime_ns == mtime_ns => k.checksum,
+            _ => checksum_of(&e.path())?,
+        };
         out.push(Entry {
-            size: e.metadata()?.len(),
-            checksum: checksum_of(&e.path())?,
+            size,
+            checksum,
             name,
         });
     }
@@ -218,7 +358,15 @@ pub fn decode(text: &str) -> Result<Vec<Entry>, Problem> {
 
 /// Writes the manifest of the dump in `dir`.
 pub fn write(dir: &Path) -> std::io::Result<()> {
-    let text = encode(&entries(dir)?);
+    write_with(dir, &std::collections::HashMap::new())
+}
+
+/// As `write`, with checksums taken while the dump was written (`Prehash`).
+pub fn write_with(
+    dir: &Path,
+    known: &std::collections::HashMap<String, Known>,
+) -> std::io::Result<()> {
+    let text = encode(&entries_with(dir, known)?);
     std::fs::write(dir.join(MANIFEST_FILE), text)
 }
 
@@ -291,6 +439,45 @@ impl Problem {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn inotify_events_give_their_names() {
+        let mut buf = Vec::new();
+        for (name, padded) in [("pages-1.img", 16usize), ("core-7.img", 16)] {
+            buf.extend_from_slice(&1i32.to_ne_bytes());
+            buf.extend_from_slice(&(libc::IN_CLOSE_WRITE).to_ne_bytes());
+            buf.extend_from_slice(&0u32.to_ne_bytes());
+            buf.extend_from_slice(&(padded as u32).to_ne_bytes());
+            let mut n = name.as_bytes().to_vec();
+            n.resize(padded, 0);
+            buf.extend_from_slice(&n);
+        }
+        assert_eq!(closed_names(&buf), ["pages-1.img", "core-7.img"]);
+    }
+
+    #[test]
+    fn known_checksums_are_used_only_for_unchanged_files() {
+        let dir = std::env::temp_dir().join(format!("crac-shim-prehash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.img"), b"abc").unwrap();
+        let (size, mtime_ns) = stamp(&std::fs::metadata(dir.join("a.img")).unwrap());
+        let mut known = std::collections::HashMap::new();
+        known.insert(
+            "a.img".to_string(),
+            Known {
+                size,
+                mtime_ns,
+                checksum: 42,
+            },
+        );
+        assert_eq!(entries_with(&dir, &known).unwrap()[0].checksum, 42);
+        known.get_mut("a.img").unwrap().mtime_ns += 1;
+        assert_eq!(
+            entries_with(&dir, &known).unwrap()[0].checksum,
+            checksum_of(&dir.join("a.img")).unwrap()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     use super::*;
 
     #[test]

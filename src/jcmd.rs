@@ -519,8 +519,9 @@ fn connect(pid: u32, path: &str, deadline: std::time::Instant) -> std::io::Resul
     // make its socket, or it lies where we cannot see): said after a short while, not after
     // the whole timeout.
     let mut unexplained = None::<std::time::Instant>;
+    let mut path = path.to_string();
     loop {
-        match UnixStream::connect(path).or_else(|e| in_container(pid, path).ok_or(e)) {
+        match UnixStream::connect(&path).or_else(|e| in_container(pid, &path).ok_or(e)) {
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(e),
             Err(e) => {
@@ -536,6 +537,11 @@ fn connect(pid: u32, path: &str, deadline: std::time::Instant) -> std::io::Resul
                     > NO_SOCKET_GRACE
                 {
                     return Err(std::io::Error::new(std::io::ErrorKind::NotFound, NoSocket));
+                }
+                // Where the socket is was judged by where it was a moment ago: one that was
+                // away (a checkpoint just ended) may be back in another of the places.
+                if let Some(dir) = runtime_dir_for(pid) {
+                    path = socket_path(&dir.to_string_lossy(), pid);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

@@ -769,6 +769,13 @@ impl Drop for TestUser {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        // What the user's JVMs and agents left in /tmp (perf data, runtime directories).
+        let _ = std::fs::remove_dir_all(format!("/tmp/hsperfdata_{}", self.name));
+        let runtime = format!("/tmp/crac-shim-{}", self.uid);
+        let _ = std::fs::remove_dir_all(&runtime);
+        for n in 1..10 {
+            let _ = std::fs::remove_dir_all(format!("{runtime}.{n}"));
+        }
     }
 }
 

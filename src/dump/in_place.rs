@@ -81,13 +81,7 @@ pub fn run(
 
 /// The directory with the metadata a restore checks (labels, CPU features) and the pid.
 fn record(engine: TestEngine, request: &Message) -> Result<PathBuf> {
-    let field = |k: &str| {
-        request
-            .get(k)
-            .with_context(|| format!("dump request lacks {k}"))
-    };
-    let pid: u32 = field("pid")?.parse().context("bad pid in dump request")?;
-    let dir = PathBuf::from(field("dir")?);
+    let (pid, dir) = super::pid_and_dir(request)?;
     let target = image::prepare_target(&dir)?;
     let staged = target.stage()?;
     let features = image::cpu::Features::parse(request.get("cpu_mode").unwrap_or("native"))

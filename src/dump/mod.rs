@@ -258,14 +258,24 @@ pub(crate) fn report(client: &mut Option<UnixStream>, result: std::result::Resul
     let _ = c.write_all(text.as_bytes());
 }
 
+/// A field the dump request must have.
+pub(crate) fn field<'a>(request: &'a Message, k: &str) -> Result<&'a str> {
+    request
+        .get(k)
+        .with_context(|| format!("dump request lacks {k}"))
+}
+
+/// The JVM's pid and the directory the image goes to.
+pub(crate) fn pid_and_dir(request: &Message) -> Result<(u32, PathBuf)> {
+    let pid = field(request, "pid")?
+        .parse()
+        .context("bad pid in dump request")?;
+    Ok((pid, PathBuf::from(field(request, "dir")?)))
+}
+
 fn dump(request: &Message) -> Result<()> {
-    let field = |k: &str| {
-        request
-            .get(k)
-            .with_context(|| format!("dump request lacks {k}"))
-    };
-    let pid: u32 = field("pid")?.parse().context("bad pid in dump request")?;
-    let dir = PathBuf::from(field("dir")?);
+    let field = |k: &str| field(request, k);
+    let (pid, dir) = pid_and_dir(request)?;
     let criu_path = PathBuf::from(field("criu")?);
     let channel = field("channel")?.to_string();
     let stdio = [

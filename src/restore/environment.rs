@@ -60,6 +60,27 @@ fn unchanged(image: &Image, path: &str) -> Option<bool> {
     Some(then.same_as(&now))
 }
 
+/// A file the program reopens for writing, against the state the dump recorded.
+enum Recorded {
+    Same,
+    Changed(libc::stat),
+    Gone,
+}
+
+fn as_recorded(image: &Image, size: u64, mtime: i64, path: &str) -> Result<Recorded> {
+    Ok(match reopened(path)? {
+        Some(st)
+            if st.st_size as u64 == size
+                && st.st_mtime == mtime
+                && unchanged(image, path) != Some(false) =>
+        {
+            Recorded::Same
+        }
+        Some(st) => Recorded::Changed(st),
+        None => Recorded::Gone,
+    })
+}
+
 pub fn check_environment(image: &Image) -> Result<()> {
     for (size, mtime, path) in &image.meta.check_files {
         match reopened(path)? {
@@ -79,30 +100,24 @@ pub fn check_environment(image: &Image) -> Result<()> {
         }
     }
     for (size, mtime, path) in &image.meta.data_files {
-        match reopened(path)? {
-            Some(st)
-                if st.st_size as u64 == *size
-                    && st.st_mtime == *mtime
-                    && unchanged(image, path) != Some(false) => {}
-            Some(st) => bail!(
+        match as_recorded(image, *size, *mtime, path)? {
+            Recorded::Same => {}
+            Recorded::Changed(st) => bail!(
                 "{path} was written after the checkpoint (size {size} then, {} now): the program reopens it and would go on from its memory of the older contents, silently losing what was written since (another copy of this image, or the original after the checkpoint); restore against the data as it was at the checkpoint (a copy per restored program), or drop `allowChanges: false` from the policy rule that reopens it (then it is reopened at the saved offset, as a CRaC JDK does)",
                 st.st_size
             ),
-            None => bail!("{path}, which the program reopens for writing, is unavailable (No such file or directory); put back the data as it was at the checkpoint"),
+            Recorded::Gone => bail!("{path}, which the program reopens for writing, is unavailable (No such file or directory); put back the data as it was at the checkpoint"),
         }
     }
     // CRaC's way: reopened whatever happened to them, and said so.
     for (size, mtime, path) in &image.meta.reopen_files {
-        match reopened(path)? {
-            Some(st)
-                if st.st_size as u64 == *size
-                    && st.st_mtime == *mtime
-                    && unchanged(image, path) != Some(false) => {}
-            Some(st) => eprintln!(
+        match as_recorded(image, *size, *mtime, path)? {
+            Recorded::Same => {}
+            Recorded::Changed(st) => eprintln!(
                 "crac-java: {path} changed since the checkpoint (size {size} then, {} now); the program reopens it at its saved offset, as a CRaC JDK does (`allowChanges: false` in its policy rule refuses such a restore)",
                 st.st_size
             ),
-            None => eprintln!(
+            Recorded::Gone => eprintln!(
                 "crac-java: {path}, which the program reopens, is gone; the restore goes on and jdk.crac.Core.checkpointRestore() throws a RestoreException naming it"
             ),
         }

@@ -14,16 +14,16 @@ pub enum TestEngine {
 impl TestEngine {
     pub fn named(name: &str) -> Option<TestEngine> {
         match name {
-            "simengine" => Some(TestEngine::Sim),
-            "pauseengine" => Some(TestEngine::Pause),
+            crac_shim_proto::SIM_ENGINE => Some(TestEngine::Sim),
+            crac_shim_proto::PAUSE_ENGINE => Some(TestEngine::Pause),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            TestEngine::Sim => "simengine",
-            TestEngine::Pause => "pauseengine",
+            TestEngine::Sim => crac_shim_proto::SIM_ENGINE,
+            TestEngine::Pause => crac_shim_proto::PAUSE_ENGINE,
         }
     }
 }

@@ -269,46 +269,29 @@ fn as_owner_inside(pid: u32) -> Option<std::fs::File> {
 fn connect_in_userns(ns: &std::fs::File, path: &str) -> Option<UnixStream> {
     use std::os::fd::AsFd;
     let (ours, theirs) = UnixStream::pair().ok()?;
-    let c_path = std::ffi::CString::new(path).ok()?;
-    // SAFETY: crac-jcmd is single-threaded; the child only makes system calls and _exits.
+    // SAFETY: crac-jcmd is single-threaded, so the child may do anything before it _exits.
     match unsafe { nix::unistd::fork() }.ok()? {
         nix::unistd::ForkResult::Child => {
             drop(ours);
-            let joined = nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWUSER)
-                .is_ok()
-                // setgroups may be denied in the namespace (unshare -r); the ids are what count.
-                && {
+            let joined =
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWUSER).is_ok() && {
+                    // May be denied in the namespace (unshare -r); the ids are what count.
                     let _ = nix::unistd::setgroups(&[]);
-                    true
-                }
-                && nix::unistd::setresgid(0.into(), 0.into(), 0.into()).is_ok()
-                && nix::unistd::setresuid(0.into(), 0.into(), 0.into()).is_ok();
-            if joined {
-                // SAFETY: a fresh unix stream socket, connected to a NUL-terminated path.
-                unsafe {
-                    let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-                    let mut addr: libc::sockaddr_un = std::mem::zeroed();
-                    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-                    let bytes = c_path.as_bytes_with_nul();
-                    if fd >= 0 && bytes.len() <= addr.sun_path.len() {
-                        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-                            *d = *s as libc::c_char;
-                        }
-                        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-                        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) == 0 {
-                            let fds = [fd];
-                            let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-                            let _ = nix::sys::socket::sendmsg::<()>(
-                                std::os::fd::AsRawFd::as_raw_fd(&theirs),
-                                &[std::io::IoSlice::new(b"c")],
-                                &cmsg,
-                                nix::sys::socket::MsgFlags::empty(),
-                                None,
-                            );
-                        }
-                    }
-                    libc::_exit(0);
-                }
+                    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).is_ok()
+                        && nix::unistd::setresuid(0.into(), 0.into(), 0.into()).is_ok()
+                };
+            if let Some(stream) = joined.then(|| UnixStream::connect(path).ok()).flatten() {
+                let fds = [std::os::fd::AsRawFd::as_raw_fd(&stream)];
+                let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+                let _ = nix::sys::socket::sendmsg::<()>(
+                    std::os::fd::AsRawFd::as_raw_fd(&theirs),
+                    &[std::io::IoSlice::new(b"c")],
+                    &cmsg,
+                    nix::sys::socket::MsgFlags::empty(),
+                    None,
+                );
+                // SAFETY: ending the child at once; the connection now lives in the parent.
+                unsafe { libc::_exit(0) }
             }
             // SAFETY: ending the child at once.
             unsafe { libc::_exit(1) }

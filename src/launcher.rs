@@ -82,29 +82,20 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
         let resumed = handover(&inv).and_then(|handover| {
             restore::in_place::resume(&absolute(dir)?, &image_checks(&inv), &handover)
         });
-        match resumed {
-            Ok(Some(exit)) => return Ok(exit),
-            Ok(None) => {}
-            Err(e) if inv.ignore_restore_failure => {
-                eprintln!("crac-java: not restoring ({e:#}); starting normally (-XX:+CRaCIgnoreRestoreIfUnavailable)");
-                let java = java::locate(inv.java.as_deref())?;
-                return match &inv.checkpoint_to {
-                    None => Err(java::exec(&java, &inv.java_args, &[])),
-                    Some(dir) => start_checkpointable(&java, dir, &inv),
-                };
-            }
-            Err(e) => return Err(e),
-        }
-        let restored = locate_criu(&inv).and_then(|criu| {
-            restore::run(restore::Request {
-                dir: absolute(dir)?,
-                checks: image_checks(&inv),
-                handover: handover(&inv)?,
-                criu,
-                criu_args: criu_args(&inv),
-                print_command: inv.engine_options.print_command,
-                lazy_pages: inv.engine_options.lazy_pages,
-            })
+        // A test engine's directory is resumed in place; any other is restored by CRIU.
+        let restored = resumed.and_then(|done| match done {
+            Some(exit) => Ok(exit),
+            None => locate_criu(&inv).and_then(|criu| {
+                restore::run(restore::Request {
+                    dir: absolute(dir)?,
+                    checks: image_checks(&inv),
+                    handover: handover(&inv)?,
+                    criu,
+                    criu_args: criu_args(&inv),
+                    print_command: inv.engine_options.print_command,
+                    lazy_pages: inv.engine_options.lazy_pages,
+                })
+            }),
         });
         match restored {
             Err(e) if inv.ignore_restore_failure => {

@@ -7,7 +7,7 @@ use super::{finish_image, give_back, hand_back, report};
 use crate::engine::TestEngine;
 use crate::image::{self, Metadata};
 use anyhow::{Context, Result};
-use crac_shim_proto::{exit_line, kind, Message, FORMAT_VERSION};
+use crac_shim_proto::{exit_line, kind, Message};
 use std::io::{BufRead, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -84,26 +84,9 @@ fn record(engine: TestEngine, request: &Message) -> Result<PathBuf> {
     let (pid, dir) = super::pid_and_dir(request)?;
     let target = image::prepare_target(&dir)?;
     let staged = target.stage()?;
-    let features = image::cpu::Features::parse(request.get("cpu_mode").unwrap_or("native"))
-        .unwrap_or(image::cpu::Features::Native);
     let meta = Metadata {
-        format: FORMAT_VERSION,
-        pid,
         engine: engine.name().to_string(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        labels: request
-            .get_all("label")
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        cpu: image::cpu::Record::of_jvm(pid, &features),
-        host: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        ..Metadata::default()
+        ..super::base_metadata(request, pid)
     };
     finish_image(&meta, &target, staged, &std::collections::HashMap::new())?;
     Ok(dir)

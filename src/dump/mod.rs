@@ -258,6 +258,34 @@ pub(crate) fn report(client: &mut Option<UnixStream>, result: std::result::Resul
     let _ = c.write_all(text.as_bytes());
 }
 
+/// What every checkpoint directory records, a test engine's too: labels, the CPU features
+/// (read while the JVM lives), where and when it was made.
+pub(crate) fn base_metadata(request: &Message, pid: u32) -> Metadata {
+    let features = image::cpu::Features::parse(request.get("cpu_mode").unwrap_or("native"))
+        .unwrap_or(image::cpu::Features::Native);
+    Metadata {
+        format: FORMAT_VERSION,
+        pid,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        labels: request
+            .get_all("label")
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        cpu: image::cpu::Record::of_jvm(pid, &features),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        ..Metadata::default()
+    }
+}
+
 /// A field the dump request must have.
 pub(crate) fn field<'a>(request: &'a Message, k: &str) -> Result<&'a str> {
     request
@@ -295,9 +323,7 @@ fn dump(request: &Message) -> Result<()> {
 
     let (java_home, libjvm) = jdk_of(pid);
     // Before the dump: CRIU ends the JVM, and its maps and environment with it.
-    let features = image::cpu::Features::parse(request.get("cpu_mode").unwrap_or("native"))
-        .unwrap_or(image::cpu::Features::Native);
-    let cpu = image::cpu::Record::of_jvm(pid, &features);
+    let base = base_metadata(request, pid);
     let command = nul_separated(&format!("/proc/{pid}/cmdline"));
     let env_names: Vec<String> = nul_separated(&format!("/proc/{pid}/environ"))
         .into_iter()
@@ -339,18 +365,12 @@ fn dump(request: &Message) -> Result<()> {
     }
     let out = std::fs::File::create(work.join("criu.out")).context("cannot create criu.out")?;
     let mut meta = Metadata {
-        format: FORMAT_VERSION,
-        pid,
         java_home,
         libjvm,
         stdio,
         channel,
         criu_version,
         perf_memfd: request.get("perf_memfd") == Some("true"),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
         restore_args: request.get_all("restore_arg").map(str::to_string).collect(),
         check_files: request
             .get_all("check_file")
@@ -366,32 +386,18 @@ fn dump(request: &Message) -> Result<()> {
             .filter_map(|v| v.split_once(':'))
             .map(|(a, p)| (a.to_string(), p.to_string()))
             .collect(),
-        labels: request
-            .get_all("label")
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        host: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        kernel: nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
         jdk_version,
         command,
         env_names,
         descriptors: request.get_all("descriptor").map(str::to_string).collect(),
-        cpu,
         termios,
         caps: image::caps::Sets::of(&pid.to_string()),
-        frozen_at_ns: 0,
-        file_states: Vec::new(),
-        engine: String::new(),
+        ..base
     };
-    // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
-    // libraries, say) is none of its business.
     // Checksums for the manifest, taken while CRIU writes the image.
     let mut prehash = image::manifest::Prehash::watch(&staging);
+    // CRIU gets a clean loader environment: the JVM's (LD_LIBRARY_PATH of a server's native
+    // libraries, say) is none of its business.
     let mut criu_command = Command::new(&criu_path);
     staged.pass_to(&mut criu_command);
     crate::timing::mark("checkpoint-criu");

@@ -36,24 +36,7 @@ pub fn resume(dir: &Path, checks: &image::Checks, handover: &Handover) -> Result
                 image::check_cpu(dir, &meta, checks.cpu, &image::cpu::Machine::here())?;
             }
             let mut greeting = Message::new(kind::RESUMED);
-            for p in &handover.properties {
-                greeting.push("prop", p);
-            }
-            for a in &handover.new_main {
-                greeting.push("new_main", a);
-            }
-            if let Some(next) = &handover.checkpoint_to {
-                greeting.push("checkpoint_to", next.to_string_lossy());
-            }
-            if let Some(reset) = handover.reset_start_time {
-                greeting.push("reset_start_time", reset);
-            }
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            let took = started.elapsed().as_millis();
-            greeting.push("restore_time", now_ms - took);
-            greeting.push("restore_ms", took);
+            handover.push_into(&mut greeting, started);
             send_resume(dir, meta.pid, &greeting)?;
             Ok(Some(Exit::Code(0)))
         }

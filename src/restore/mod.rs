@@ -30,6 +30,32 @@ pub struct Handover {
     pub reset_start_time: Option<bool>,
 }
 
+impl Handover {
+    /// The greeting's fields for what the restore command line hands over, and the restore's
+    /// start (`started`, on the wall clock through its age).
+    pub fn push_into(&self, m: &mut Message, started: Instant) {
+        let took = started.elapsed();
+        let restore_time = std::time::SystemTime::now()
+            .checked_sub(took)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis());
+        m.push("restore_time", restore_time);
+        m.push("restore_ms", took.as_millis());
+        for p in &self.properties {
+            m.push("prop", p);
+        }
+        for a in &self.new_main {
+            m.push("new_main", a);
+        }
+        if let Some(dir) = &self.checkpoint_to {
+            m.push("checkpoint_to", dir.to_string_lossy());
+        }
+        if let Some(reset) = self.reset_start_time {
+            m.push("reset_start_time", reset);
+        }
+    }
+}
+
 pub struct Request {
     pub dir: PathBuf,
     pub checks: image::Checks,
@@ -377,27 +403,10 @@ impl Restored<'_> {
     /// Tells the restored agent who it is now and what changed.
     /// `parent` is the JVM's parent as the JVM sees it (we, or its namespace's init).
     fn greet(&self, pid: u32, parent: u32) {
-        let restore_time = std::time::SystemTime::now()
-            .checked_sub(self.started.elapsed())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis());
         let mut m = Message::new(kind::RESTORED)
             .with("pid", pid)
-            .with("parent", parent)
-            .with("restore_time", restore_time)
-            .with("restore_ms", self.started.elapsed().as_millis());
-        for p in &self.handover.properties {
-            m.push("prop", p);
-        }
-        for a in &self.handover.new_main {
-            m.push("new_main", a);
-        }
-        if let Some(dir) = &self.handover.checkpoint_to {
-            m.push("checkpoint_to", dir.to_string_lossy());
-        }
-        if let Some(reset) = self.handover.reset_start_time {
-            m.push("reset_start_time", reset);
-        }
+            .with("parent", parent);
+        self.handover.push_into(&mut m, self.started);
         // The restored JVM's System.getenv() becomes ours (bounded by the message size).
         let mut budget = crac_shim_proto::MAX_MESSAGE / 2;
         for (k, v) in std::env::vars_os() {

@@ -410,9 +410,6 @@ fn refuse(client: Option<OwnedFd>, text: String) -> Outcome {
     Outcome::Failed(text)
 }
 
-/// `-XX:CRaCEngine=pauseengine` (the launcher names the engine where CRIU's path would go).
-const PAUSE_ENGINE: &str = "pauseengine";
-
 fn dump_prepared(
     config: &Config,
     client: &mut Option<OwnedFd>,
@@ -499,7 +496,7 @@ fn dump_prepared(
     drop(places.installed);
 
     // pauseengine: the program stands still until a restore resumes it (or forever).
-    let paused = (config.criu == PAUSE_ENGINE).then(crate::jni::pause_java);
+    let paused = (config.criu == crac_shim_proto::PAUSE_ENGINE).then(crate::jni::pause_java);
     if matches!(paused, Some(None)) {
         warn("pauseengine: the JVM would not suspend its threads (a debugger holds them?); the program runs on while paused");
     }

@@ -349,6 +349,45 @@ fn random_u64() -> u64 {
     u64::from_ne_bytes(bytes)
 }
 
+/// `RuntimeImpl` reads the start time once, when `ManagementFactory.getRuntimeMXBean()` first
+/// makes it: if it exists, its copy is set (uptime.rs). The class is looked up without being
+/// loaded. Runs inside refresh_after_restore's local frame.
+pub fn set_cached_start_time(env: *mut JNIEnv, start: jni_sys::jlong) {
+    type FindLoaded = unsafe extern "C" fn(*mut JNIEnv, jobject, jobject) -> jobject;
+    // SAFETY: dlsym with a NUL-terminated name.
+    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"JVM_FindLoadedClass".as_ptr()) };
+    if sym.is_null() {
+        return;
+    }
+    // SAFETY: JVM_FindLoadedClass(env, loader, name) in every HotSpot since JDK 1.2.
+    let find_loaded = unsafe { std::mem::transmute::<*mut c_void, FindLoaded>(sym) };
+    let j = Jni { env };
+    // SAFETY: env is this thread's; ids belong to the classes they are used with; references
+    // are local to the caller's frame.
+    unsafe {
+        let name =
+            ((**env).v1_4.NewStringUTF)(env, c"sun.management.ManagementFactoryHelper".as_ptr());
+        if !j.ok() || name.is_null() {
+            return;
+        }
+        let helper = find_loaded(env, std::ptr::null_mut(), name);
+        if !j.ok() || helper.is_null() {
+            return;
+        }
+        let Some(runtime) =
+            j.static_object(helper, c"runtimeMBean", c"Lsun/management/RuntimeImpl;")
+        else {
+            return;
+        };
+        let class = ((**env).v1_4.GetObjectClass)(env, runtime);
+        let cached =
+            ((**env).v1_4.GetFieldID)(env, class, c"vmStartupTime".as_ptr(), c"J".as_ptr());
+        if j.ok() && !cached.is_null() {
+            ((**env).v1_4.SetLongField)(env, runtime, cached, start);
+        }
+    }
+}
+
 /// Thin helpers over one JNIEnv; each returns None (with the exception cleared) on failure.
 struct Jni {
     env: *mut JNIEnv,

@@ -77,7 +77,7 @@ pub fn after_restore(env: *mut JNIEnv, reset: bool, start_ms: i64, took_ms: i64)
     RESET.store(reset, Ordering::Release);
     // SAFETY: the installed function answers for the first start when RESET is false.
     let start = unsafe { get_long_attribute(env, std::ptr::null_mut(), JMM_JVM_INIT_DONE_TIME_MS) };
-    set_cached_start_time(env, start);
+    crate::jni::set_cached_start_time(env, start);
 }
 
 /// Puts `get_long_attribute` into HotSpot's JMM table; true when it is there.
@@ -180,61 +180,4 @@ fn page_is_writable(address: usize) -> bool {
         };
         (lo..hi).contains(&address) && perms.as_bytes().get(1) == Some(&b'w')
     })
-}
-
-/// `RuntimeImpl` reads the start time once, when `ManagementFactory.getRuntimeMXBean()` first
-/// makes it: if it exists, its copy is set. The class is looked up without loading it.
-fn set_cached_start_time(env: *mut JNIEnv, start: jlong) {
-    type FindLoaded = unsafe extern "C" fn(*mut JNIEnv, jobject, jobject) -> jobject;
-    // SAFETY: dlsym with a NUL-terminated name.
-    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"JVM_FindLoadedClass".as_ptr()) };
-    if sym.is_null() {
-        return;
-    }
-    // SAFETY: JVM_FindLoadedClass(env, loader, name) in every HotSpot since JDK 1.2.
-    let find_loaded = unsafe { std::mem::transmute::<*mut c_void, FindLoaded>(sym) };
-    // SAFETY: env is this thread's; each reference made is local and deleted; ids belong to
-    // the classes they are used with; exceptions are cleared.
-    unsafe {
-        let e = env;
-        let clear = || {
-            if ((**e).v1_4.ExceptionCheck)(e) {
-                ((**e).v1_4.ExceptionClear)(e);
-            }
-        };
-        let name = ((**e).v1_4.NewStringUTF)(e, c"sun.management.ManagementFactoryHelper".as_ptr());
-        if name.is_null() {
-            clear();
-            return;
-        }
-        let helper = find_loaded(e, std::ptr::null_mut(), name);
-        ((**e).v1_4.DeleteLocalRef)(e, name);
-        clear();
-        if helper.is_null() {
-            return;
-        }
-        let field = ((**e).v1_4.GetStaticFieldID)(
-            e,
-            helper,
-            c"runtimeMBean".as_ptr(),
-            c"Lsun/management/RuntimeImpl;".as_ptr(),
-        );
-        clear();
-        if !field.is_null() {
-            let runtime = ((**e).v1_4.GetStaticObjectField)(e, helper, field);
-            clear();
-            if !runtime.is_null() {
-                let class = ((**e).v1_4.GetObjectClass)(e, runtime);
-                let cached =
-                    ((**e).v1_4.GetFieldID)(e, class, c"vmStartupTime".as_ptr(), c"J".as_ptr());
-                clear();
-                if !cached.is_null() {
-                    ((**e).v1_4.SetLongField)(e, runtime, cached, start);
-                }
-                ((**e).v1_4.DeleteLocalRef)(e, class);
-                ((**e).v1_4.DeleteLocalRef)(e, runtime);
-            }
-        }
-        ((**e).v1_4.DeleteLocalRef)(e, helper);
-    }
 }

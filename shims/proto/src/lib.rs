@@ -61,6 +61,11 @@ pub mod env {
     ];
 }
 
+/// CRaC's test engines (`-XX:CRaCEngine=`), which need no CRIU: the launcher hands the agent
+/// the engine's name where CRIU's path would go.
+pub const SIM_ENGINE: &str = "simengine";
+pub const PAUSE_ENGINE: &str = "pauseengine";
+
 /// Separator for list values carried in one environment variable or field.
 pub const LIST_SEPARATOR: char = '\u{1f}';
 

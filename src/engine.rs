@@ -35,6 +35,8 @@ pub struct EngineOptions {
     pub keep_running: bool,
     pub print_command: bool,
     pub lazy_pages: bool,
+    /// `None`: mapped wherever CRIU can (`image::pages`).
+    pub map_pages: Option<bool>,
     pub help: bool,
 }
 
@@ -47,6 +49,9 @@ Configuration options:
   print_command=BOOL   print each CRIU command line on stderr (default false)
   lazy_pages=BOOL      on restore: the JVM runs before its memory is back; pages arrive
                        on first touch and in the background (default false)
+  map_pages=BOOL       on restore: map the image's pages copy-on-write rather than read
+                       them (default true where crac-shim's CRIU can; print_command
+                       says which ran)
   help                 print this and exit
 ";
 
@@ -70,9 +75,10 @@ impl EngineOptions {
                 "keep_running" => o.keep_running = boolean(k, v)?,
                 "print_command" => o.print_command = boolean(k, v)?,
                 "lazy_pages" => o.lazy_pages = boolean(k, v)?,
+                "map_pages" => o.map_pages = Some(boolean(k, v)?),
                 _ => {
                     return Err(format!(
-                        "unknown CRaCEngineOptions entry {item:?} (criu_location, args, keep_running, print_command, lazy_pages, help)"
+                        "unknown CRaCEngineOptions entry {item:?} (criu_location, args, keep_running, print_command, lazy_pages, map_pages, help)"
                     ))
                 }
             }
@@ -101,6 +107,10 @@ mod tests {
         );
         assert!(EngineOptions::parse("help").unwrap().help);
         assert!(EngineOptions::parse("lazy_pages=true").unwrap().lazy_pages);
+        assert_eq!(
+            EngineOptions::parse("map_pages=false").unwrap().map_pages,
+            Some(false)
+        );
         assert!(EngineOptions::parse("keep_running=maybe").is_err());
         assert!(EngineOptions::parse("colour=blue").is_err());
     }

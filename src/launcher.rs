@@ -67,6 +67,15 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
             &absolute(dir)?,
             &image_checks(&inv),
             criu.as_ref().map_err(String::clone),
+            |c, meta| {
+                image::pages::choose(
+                    c,
+                    inv.engine_options.map_pages,
+                    inv.engine_options.lazy_pages,
+                    &criu_args(&inv),
+                    &meta.allocator,
+                )
+            },
         );
         print!(
             "{}",
@@ -94,6 +103,7 @@ fn run(args: Vec<OsString>) -> Result<Exit> {
                     criu_args: criu_args(&inv),
                     print_command: inv.engine_options.print_command,
                     lazy_pages: inv.engine_options.lazy_pages,
+                    map_pages: inv.engine_options.map_pages,
                 })
             }),
         });

@@ -316,12 +316,23 @@ fn dump(request: &Message) -> Result<()> {
         .map(|a| a.split(LIST_SEPARATOR).map(str::to_string).collect())
         .unwrap_or_default();
 
+    let criu = criu::locate(Some(&criu_path)).unwrap_or(criu::Criu {
+        path: criu_path.clone(),
+        version: String::new(),
+        features: Vec::new(),
+    });
+    // Read while the JVM lives (CRIU ends it, and its maps with it).
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    if let Some(why) = image::pages::refuse_dump(&criu, &maps) {
+        bail!("{why}");
+    }
+
     // Walked once and held: the dump goes into a directory nobody else can swap or redirect.
     let target = image::prepare_target(&dir)?;
     let staged = target.stage()?;
     let staging = staged.fs();
 
-    let (java_home, libjvm) = jdk_of(pid);
+    let (java_home, libjvm) = jdk_of(pid, &maps);
     // Before the dump: CRIU ends the JVM, and its maps and environment with it.
     let base = base_metadata(request, pid);
     let command = nul_separated(&format!("/proc/{pid}/cmdline"));
@@ -333,11 +344,6 @@ fn dump(request: &Message) -> Result<()> {
     // Our stdin is the JVM's own (held for it during the dump). Read before CRIU: once the
     // JVM is frozen its shell takes the terminal back and resets the modes to its own.
     let termios = crate::terminal::record(0);
-    let criu = criu::locate(Some(&criu_path)).unwrap_or(criu::Criu {
-        path: criu_path.clone(),
-        version: String::new(),
-        features: Vec::new(),
-    });
     let criu_version = criu.version.clone();
     // The channel and the stdio placeholders: their other ends are ours, outside the tree.
     let external: Vec<u64> = std::iter::once(&channel)
@@ -392,6 +398,7 @@ fn dump(request: &Message) -> Result<()> {
         descriptors: request.get_all("descriptor").map(str::to_string).collect(),
         termios,
         caps: image::caps::Sets::of(&pid.to_string()),
+        allocator: image::pages::allocator_of(&maps).unwrap_or_default(),
         ..base
     };
     // Checksums for the manifest, taken while CRIU writes the image.
@@ -656,13 +663,12 @@ fn jdk_version(java_home: &str) -> String {
 }
 
 /// The JDK the JVM runs: its home and its libjvm.so (path, size, mtime), read before the dump.
-fn jdk_of(pid: u32) -> (String, Option<(String, u64, i64)>) {
+fn jdk_of(pid: u32, maps: &str) -> (String, Option<(String, u64, i64)>) {
     let home = std::fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .and_then(|exe| crate::java::java_home(&exe))
         .map(|h| h.display().to_string())
         .unwrap_or_default();
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let libjvm = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))

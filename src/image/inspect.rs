@@ -28,7 +28,13 @@ impl Report {
     }
 }
 
-pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Report {
+/// `pages` says how a restore with a CRIU would treat the image's pages (`super::pages`).
+pub fn inspect(
+    dir: &Path,
+    checks: &Checks,
+    criu: Result<&Criu, String>,
+    pages: impl Fn(&Criu, &Metadata) -> super::pages::PageMode,
+) -> Report {
     let mut verdicts = Vec::new();
     let mut verdict = |check: &'static str, result: Result<String, String>| {
         let ok = result.is_ok();
@@ -171,8 +177,12 @@ pub fn inspect(dir: &Path, checks: &Checks, criu: Result<&Criu, String>) -> Repo
                     .is_some_and(|m| m.restore_args.iter().any(|a| a == "--tcp-established")),
                 new_pid_namespace: pids_taken,
             };
+            let pages = meta
+                .as_ref()
+                .map(|m| format!("; {}", pages(c, m).describe()))
+                .unwrap_or_default();
             crate::privilege::check(c, op)
-                .map(|()| format!("{} at {}", c.mode(), c.path.display()))
+                .map(|()| format!("{} at {}{pages}", c.mode(), c.path.display()))
                 .map_err(|e| format!("{e:#}"))
         }),
     );

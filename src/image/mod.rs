@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod inspect;
 pub mod manifest;
 pub mod needs;
+pub mod pages;
 pub mod target;
 
 pub use target::prepare as prepare_target;
@@ -81,6 +82,9 @@ pub struct Metadata {
     /// What the files of `check_files` and `data_files` held once the JVM was frozen, finer
     /// than their size and whole-second mtime (a write of the same size in the same second).
     pub file_states: Vec<FileState>,
+    /// A preloaded allocator that takes memory it gave back to be zero (jemalloc, ...): its
+    /// copies get their pages read, not mapped (`pages`). Empty: glibc's malloc.
+    pub allocator: String,
 }
 
 /// A file as the dump left it.
@@ -211,6 +215,9 @@ impl Metadata {
         }
         if !self.engine.is_empty() {
             out.push_str(&format!("engine={}\n", self.engine));
+        }
+        if !self.allocator.is_empty() {
+            out.push_str(&format!("allocator={}\n", self.allocator));
         }
         for f in &self.file_states {
             out.push_str(&format!("file_state={}\n", f.encode()));
@@ -364,6 +371,10 @@ impl Metadata {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             engine: map.get("engine").map(|e| e.to_string()).unwrap_or_default(),
+            allocator: map
+                .get("allocator")
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
             file_states: all("file_state")
                 .iter()
                 .map(|v| {
@@ -1053,6 +1064,7 @@ pub(crate) mod tests {
             reopen_files: vec![(9, 1700000001, "/srv/db/notes.txt".into())],
             file_offsets: vec![(6, "/srv/db/lo:g".into())],
             engine: "pauseengine".into(),
+            allocator: "libjemalloc.so.2".into(),
             frozen_at_ns: 1_796_403_510_123_456_789,
             file_states: vec![
                 FileState {

@@ -66,6 +66,8 @@ pub struct Request {
     pub print_command: bool,
     /// Let the JVM run before its memory is back (CRaCEngineOptions lazy_pages).
     pub lazy_pages: bool,
+    /// CRaCEngineOptions map_pages, if given (`image::pages`).
+    pub map_pages: Option<bool>,
 }
 
 /// How long CRIU may take to restore (CRAC_SHIM_RESTORE_TIMEOUT seconds, default 300).
@@ -292,8 +294,16 @@ fn attempt(
     }
     extra.extend(req.criu_args.iter().cloned());
     let args = criu::restore_args(&image.held.fs(), &work, "restore.log", &inherit, &extra);
+    let pages = image::pages::choose(
+        &req.criu,
+        req.map_pages,
+        req.lazy_pages,
+        &req.criu_args,
+        &image.meta.allocator,
+    );
     if req.print_command {
         eprintln!("crac-java: {}", req.criu.mode());
+        eprintln!("crac-java: {}", pages.describe());
         eprintln!("crac-java: {} {}", req.criu.path.display(), args.join(" "));
     }
 
@@ -306,6 +316,7 @@ fn attempt(
         started,
         stdio_flags,
         lazy_pages: req.lazy_pages,
+        pages,
         print_command: req.print_command,
     };
     let exit = if private_pids {
@@ -352,6 +363,7 @@ struct Restored<'a> {
     started: Instant,
     stdio_flags: StdioFlags,
     lazy_pages: bool,
+    pages: image::pages::PageMode,
     print_command: bool,
 }
 
@@ -502,6 +514,9 @@ impl Restored<'_> {
                 .unwrap_or(0);
             let gap = now.saturating_sub(self.image.meta.frozen_at_ns);
             command.env("CRAC_SHIM_TIMENS_GAP_NS", gap.to_string());
+        }
+        if self.pages == image::pages::PageMode::Mapped {
+            command.env(image::pages::CRIU_ENV, "1");
         }
         command.args(args).stdout(Stdio::inherit());
         self.image.held.pass_to(&mut command);

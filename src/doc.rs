@@ -85,9 +85,12 @@ pub const CRAC_JAVA: Page = Page {
             help: "criu_location=PATH (as -XX:CRaCEngine), args=ARGS (extra CRIU arguments, \
                 separated by spaces), keep_running=true (the JVM goes on after each checkpoint; \
                 the image restores as a separate copy), print_command=true (print each CRIU \
-                command line on stderr), lazy_pages=true (on restore: the JVM runs before its \
-                memory is back; CRIU's lazy-pages daemon hands pages in on first touch and in \
-                the background, which pays off for large heaps), help (list them and exit).",
+                command line on stderr, and on restore whether the pages were mapped or read), \
+                lazy_pages=true (on restore: the JVM runs before its memory is back; CRIU's \
+                lazy-pages daemon hands pages in on first touch and in the background), \
+                map_pages=false (on restore: read the image's pages into memory rather than map \
+                them copy-on-write, which crac-shim's CRIU does by default: restore time and \
+                memory then grow with the image; see docs/IMAGES.md), help (list them and exit).",
         },
         Item {
             term: "-XX:CRaCMinPid=N",

@@ -172,7 +172,7 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
     // Ours until the dump helper has it: whatever fails before then, crac-jcmd hears of it.
     let mut client = client;
     match prepare_and_dump(config, &mut client) {
-        Ok(Outcome::Restored(greeting)) => {
+        Ok((Outcome::Restored(greeting), hold)) => {
             let env: Vec<(String, String)> = greeting
                 .get_all("env")
                 .filter_map(|kv| kv.split_once('='))
@@ -192,6 +192,8 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
                     .unwrap_or(0),
             };
             crate::jni::refresh_after_restore(&env, &start_time);
+            // The program's threads go on once the copy is its own.
+            drop(hold);
             if env.iter().any(|(k, _)| k == crac_shim_proto::TIMING_ENV) {
                 timing_mark("agent");
             }
@@ -206,7 +208,7 @@ pub fn run(config: &Config, client: Option<OwnedFd>) -> Outcome {
             }
             Outcome::Restored(greeting)
         }
-        Ok(outcome) => outcome,
+        Ok((outcome, _hold)) => outcome,
         Err(e) => {
             warn(&format!("checkpoint failed: {e}"));
             if let Some(c) = client.take() {
@@ -323,13 +325,18 @@ fn trim_native_heap() {
     unsafe { libc::malloc_trim(0) };
 }
 
-fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::Result<Outcome> {
+/// The outcome, and Java held still if it got that far (to be let go once the copy is
+/// refreshed, or at once when the JVM goes on).
+fn prepare_and_dump(
+    config: &Config,
+    client: &mut Option<OwnedFd>,
+) -> std::io::Result<(Outcome, Option<crate::jni::Hold>)> {
     if std::env::var_os(crac_shim_proto::TIMING_ENV).is_some() {
         timing_mark("checkpoint-agent");
     }
     let policy = match policy(config) {
         Ok(p) => p,
-        Err(e) => return Ok(refuse(client.take(), e)),
+        Err(e) => return Ok((refuse(client.take(), e), None)),
     };
     let exclude: Vec<RawFd> = client.iter().map(|c| c.as_raw_fd()).collect();
     let entries = scan::scan(&exclude, &policy, &config.ignored_fds);
@@ -339,7 +346,7 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
     notify_policy_decisions(&entries, config);
     let refused = scan::refusals(&entries);
     if !refused.is_empty() {
-        return Ok(refuse(client.take(), refused.join("\n")));
+        return Ok((refuse(client.take(), refused.join("\n")), None));
     }
     let mut prepared = scan::prepare(&entries)?;
     crate::jni::remember_secure_randoms();
@@ -353,7 +360,10 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
             left.join(", ")
         ));
     }
-    let outcome = dump_prepared(config, client, &entries, &policy, perf.is_some());
+    let (outcome, hold) = match dump_prepared(config, client, &entries, &policy, perf.is_some()) {
+        Ok((outcome, hold)) => (Ok(outcome), hold),
+        Err(e) => (Err(e), None),
+    };
     if let Some(region) = perf {
         let shown_as = match &outcome {
             Ok(Outcome::Restored(greeting)) => greeting.get("pid").and_then(|p| p.parse().ok()),
@@ -396,7 +406,7 @@ fn prepare_and_dump(config: &Config, client: &mut Option<OwnedFd>) -> std::io::R
             "file locks released for the checkpoint were taken meanwhile: {lost}; the program no longer holds them"
         ));
     }
-    outcome
+    outcome.map(|o| (o, hold))
 }
 
 /// A checkpoint refused before anything changed: tell crac-jcmd (if it asked) ourselves.
@@ -416,7 +426,7 @@ fn dump_prepared(
     entries: &[scan::Entry],
     policy: &Policy,
     perf_memfd: bool,
-) -> std::io::Result<Outcome> {
+) -> std::io::Result<(Outcome, Option<crate::jni::Hold>)> {
     let (agent_end, helper_end) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -495,15 +505,15 @@ fn dump_prepared(
     }
     drop(places.installed);
 
-    // pauseengine: the program stands still until a restore resumes it (or forever).
-    let paused = (config.criu == crac_shim_proto::PAUSE_ENGINE).then(crate::jni::pause_java);
-    if matches!(paused, Some(None)) {
+    // Java stands still from here until the copy is refreshed or the JVM goes on (jni::Hold);
+    // pauseengine: until a restore resumes it (or forever).
+    let hold = crate::jni::hold_java();
+    if config.criu == crac_shim_proto::PAUSE_ENGINE && !hold.as_ref().is_some_and(|h| h.paused()) {
         warn("pauseengine: the JVM would not suspend its threads (a debugger holds them?); the program runs on while paused");
     }
     send_whole(&agent_end, &dump.encode())?;
     let (reply, stdio) = receive(&agent_end)?;
-    drop(paused);
-    Ok(finish(reply, stdio, &reads_before))
+    Ok((finish(reply, stdio, &reads_before), hold))
 }
 
 /// What the restore must check or prepare, and the CRIU options some descriptors need.

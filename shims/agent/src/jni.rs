@@ -43,6 +43,18 @@ impl Attached {
     fn attach(name: &CStr, detach: bool, daemon: bool) -> Option<Attached> {
         let vm = the_vm()?;
         let mut env: *mut c_void = std::ptr::null_mut();
+        // Already attached (the control thread holding the JVM across a dump, `Hold`): the
+        // same environment, and the attachment stays the holder's to end.
+        // SAFETY: vm is a live JavaVM; GetEnv writes one pointer.
+        if unsafe { ((**vm).v1_4.GetEnv)(vm, &mut env, JNI_VERSION_1_8) } == JNI_OK
+            && !env.is_null()
+        {
+            return Some(Attached {
+                vm,
+                env: env.cast(),
+                detach: false,
+            });
+        }
         let mut args = JavaVMAttachArgs {
             version: JNI_VERSION_1_8,
             name: name.as_ptr().cast_mut(),
@@ -175,7 +187,12 @@ pub fn refresh_after_restore(env_vars: &[(String, String)], start_time: &StartTi
     let Some(attached) = Attached::new(c"crac-shim control", true) else {
         return;
     };
-    let j = Jni { env: attached.env };
+    // Java's threads may be held still (`Hold`): a class one of them is loading would never
+    // come, so only classes already loaded are looked at (one not loaded has nothing to reseed).
+    let j = Jni {
+        env: attached.env,
+        loaded_only: true,
+    };
     // SAFETY: env belongs to this attached thread; every reference made below is local and
     // freed with the frame.
     unsafe {
@@ -196,6 +213,103 @@ pub fn refresh_after_restore(env_vars: &[(String, String)], start_time: &StartTi
             );
         }
         ((**j.env).v1_4.PopLocalFrame)(j.env, std::ptr::null_mut());
+    }
+}
+
+/// Java held across a dump, from just before the dump helper starts until the restored copy
+/// is refreshed (or the JVM goes on): the monitors of the SecureRandom engines to reseed (and
+/// of Math.random()'s generator) are taken, as a CRaC JDK's own engines lock themselves in
+/// beforeCheckpoint, and then every other Java thread is suspended. So no thread of a copy
+/// draws a random number its siblings draw too, nothing of the program runs (nor exits: a
+/// JVM's exit would wait up to 300 ms for this thread) before the copy's environment and
+/// seeds are its own, and the refresh never waits for a lock a suspended thread holds (it
+/// owns the ones it needs, and loads no class).
+pub struct Hold {
+    // Let go in this order (see Drop): monitors, then threads, then the attachment.
+    locked: Vec<jobject>,
+    paused: Option<JavaPaused>,
+    attached: Attached,
+}
+
+pub fn hold_java() -> Option<Hold> {
+    let attached = Attached::new(c"crac-shim control", true)?;
+    let env = attached.env;
+    let j = Jni {
+        env,
+        loaded_only: true,
+    };
+    let mut monitors: Vec<jobject> = Vec::new();
+    {
+        let list = SECURE_RANDOMS.lock().unwrap_or_else(|p| p.into_inner());
+        for weak in list.iter() {
+            // SAFETY: env is this thread's; weak is a live weak global reference of ours; the
+            // field id is looked up on the object's own class.
+            unsafe {
+                let engine = ((**env).v1_4.NewLocalRef)(env, *weak as jobject);
+                if engine.is_null() {
+                    continue;
+                }
+                // DRBG delegates to its mechanism, which synchronizes on itself.
+                let class = ((**env).v1_4.GetObjectClass)(env, engine);
+                let field = ((**env).v1_4.GetFieldID)(
+                    env,
+                    class,
+                    c"impl".as_ptr(),
+                    c"Lsun/security/provider/AbstractDrbg;".as_ptr(),
+                );
+                let inner = if j.ok() && !field.is_null() {
+                    ((**env).v1_4.GetObjectField)(env, engine, field)
+                } else {
+                    std::ptr::null_mut()
+                };
+                monitors.push(if inner.is_null() { engine } else { inner });
+                ((**env).v1_4.DeleteLocalRef)(env, class);
+            }
+        }
+    }
+    if let Some(holder) = j.class(c"java/lang/Math$RandomNumberGeneratorHolder") {
+        if let Some(rng) = j.static_object(holder, c"randomNumberGenerator", c"Ljava/util/Random;")
+        {
+            monitors.push(rng);
+        }
+    }
+    let mut locked = Vec::new();
+    for m in monitors {
+        // SAFETY: env is this thread's; m is a live local reference; a monitor entered here is
+        // exited by this same thread in Drop (global reference kept until then).
+        unsafe {
+            if ((**env).v1_4.MonitorEnter)(env, m) == JNI_OK {
+                locked.push(((**env).v1_4.NewGlobalRef)(env, m));
+            }
+            ((**env).v1_4.DeleteLocalRef)(env, m);
+        }
+    }
+    let paused = pause_java();
+    Some(Hold {
+        locked,
+        paused,
+        attached,
+    })
+}
+
+impl Hold {
+    /// Whether Java's threads are suspended (a debugger may refuse it).
+    pub fn paused(&self) -> bool {
+        self.paused.is_some()
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let env = self.attached.env;
+        for m in self.locked.drain(..) {
+            // SAFETY: entered by this thread in hold_java; the global reference is ours.
+            unsafe {
+                ((**env).v1_4.MonitorExit)(env, m);
+                ((**env).v1_4.DeleteGlobalRef)(env, m);
+            }
+        }
+        drop(self.paused.take());
     }
 }
 
@@ -353,15 +467,13 @@ fn random_u64() -> u64 {
 /// makes it: if it exists, its copy is set (uptime.rs). The class is looked up without being
 /// loaded. Runs inside refresh_after_restore's local frame.
 pub fn set_cached_start_time(env: *mut JNIEnv, start: jni_sys::jlong) {
-    type FindLoaded = unsafe extern "C" fn(*mut JNIEnv, jobject, jobject) -> jobject;
-    // SAFETY: dlsym with a NUL-terminated name.
-    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"JVM_FindLoadedClass".as_ptr()) };
-    if sym.is_null() {
+    let Some(find_loaded) = find_loaded_class() else {
         return;
-    }
-    // SAFETY: JVM_FindLoadedClass(env, loader, name) in every HotSpot since JDK 1.2.
-    let find_loaded = unsafe { std::mem::transmute::<*mut c_void, FindLoaded>(sym) };
-    let j = Jni { env };
+    };
+    let j = Jni {
+        env,
+        loaded_only: true,
+    };
     // SAFETY: env is this thread's; ids belong to the classes they are used with; references
     // are local to the caller's frame.
     unsafe {
@@ -391,6 +503,21 @@ pub fn set_cached_start_time(env: *mut JNIEnv, start: jni_sys::jlong) {
 /// Thin helpers over one JNIEnv; each returns None (with the exception cleared) on failure.
 struct Jni {
     env: *mut JNIEnv,
+    /// Look classes up only among those loaded (JVM_FindLoadedClass), never load one.
+    loaded_only: bool,
+}
+
+/// `JVM_FindLoadedClass` of HotSpot, for a binary name (`java.lang.Thread`).
+type FindLoaded = unsafe extern "C" fn(*mut JNIEnv, jobject, jobject) -> jobject;
+
+fn find_loaded_class() -> Option<FindLoaded> {
+    static FOUND: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: dlsym with a NUL-terminated name.
+    let sym = *FOUND.get_or_init(|| unsafe {
+        libc::dlsym(libc::RTLD_DEFAULT, c"JVM_FindLoadedClass".as_ptr()) as usize
+    });
+    // SAFETY: JVM_FindLoadedClass(env, loader, name) in every HotSpot since JDK 1.2.
+    (sym != 0).then(|| unsafe { std::mem::transmute::<usize, FindLoaded>(sym) })
 }
 
 impl Jni {
@@ -406,6 +533,27 @@ impl Jni {
     }
 
     fn class(&self, name: &CStr) -> Option<jclass> {
+        if self.loaded_only {
+            let find = find_loaded_class()?;
+            let dotted = std::ffi::CString::new(
+                name.to_bytes()
+                    .iter()
+                    .map(|&b| if b == b'/' { b'.' } else { b })
+                    .collect::<Vec<u8>>(),
+            )
+            .ok()?;
+            // SAFETY: env is valid; the name is a NUL-terminated binary class name; the
+            // boot loader (null) then the system loader are asked.
+            unsafe {
+                let jname = ((**self.env).v1_4.NewStringUTF)(self.env, dotted.as_ptr());
+                if !self.ok() || jname.is_null() {
+                    return None;
+                }
+                let c = find(self.env, std::ptr::null_mut(), jname);
+                ((**self.env).v1_4.DeleteLocalRef)(self.env, jname);
+                return (self.ok() && !c.is_null()).then_some(c);
+            }
+        }
         // SAFETY: env is valid; name is NUL-terminated.
         let c = unsafe { ((**self.env).v1_4.FindClass)(self.env, name.as_ptr()) };
         (self.ok() && !c.is_null()).then_some(c)

@@ -27,6 +27,30 @@ public class Fresh {
         ThreadLocalRandom.current().nextLong();
         new SplittableRandom().nextLong();
         Math.random();
+        // A thread drawing from a SHA1PRNG all through the checkpoint: its first draw after
+        // the restore must already come from the copy's own seed (the thread runs again at
+        // once; nothing of the program may run before the copy is reseeded).
+        SecureRandom racer = SecureRandom.getInstance("SHA1PRNG");
+        racer.nextLong();
+        Thread raceThread = new Thread(() -> {
+            long previous = System.nanoTime();
+            while (true) {
+                long now = System.nanoTime();
+                if (now - previous > 500_000_000L) {
+                    System.out.println("racer " + racer.nextLong());
+                    return;
+                }
+                previous = now;
+                racer.nextLong();
+                try {
+                    Thread.sleep(1);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        });
+        raceThread.setDaemon(true);
+        raceThread.start();
         System.out.println("env before " + System.getenv("RESTORE_ENV"));
         System.out.println("checkpointing");
         Core.checkpointRestore();
@@ -43,6 +67,7 @@ public class Fresh {
         t.join();
         System.out.println("splittable " + new SplittableRandom().nextLong());
         System.out.println("math " + Math.random());
+        raceThread.join(10_000);
         System.out.println("done");
         Thread.sleep(100_000);
     }

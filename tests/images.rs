@@ -319,3 +319,35 @@ fn inspect_shows_what_is_inside_and_secrets_stay_out_of_sight() {
         );
     }
 }
+
+fn image_mib(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>()
+        >> 20
+}
+
+/// ZGC gives freed heap back only after ZUncommitDelay: with a short one the checkpoint waits
+/// for it, and the image holds the live data rather than every page the heap ever used.
+#[test]
+fn a_zgc_heap_with_a_short_uncommit_delay_shrinks_before_the_dump() {
+    require_checkpoint!();
+    require_api!();
+    let tmp = TempDir::new("zgc-shrink");
+    let image = tmp.join("image");
+    let mut cmd = crac_java();
+    cmd.args(["-XX:+UseZGC", "-XX:ZUncommitDelay=1", "-Xmx1g"])
+        .arg(format!("-XX:CRaCCheckpointTo={}", image.display()))
+        .arg("-cp")
+        .arg(classes())
+        .args(["Garbage", "100", "400"]);
+    let mut app = Proc::spawn(cmd);
+    app.out.wait_for("ready", |l| l == "ready");
+    checkpoint_ok(app.pid);
+    app.wait();
+    // 100 MiB live after 1600 MiB of garbage: without the wait, every page of a heap grown to
+    // its 1 GiB limit went in.
+    let mib = image_mib(&image);
+    assert!(mib < 300, "the image holds {mib} MiB");
+}

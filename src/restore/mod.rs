@@ -403,6 +403,10 @@ impl Restored<'_> {
             }
         };
         if why.starts_with("Can't fork for") && why.ends_with("File exists") {
+            // Tried again in a new PID namespace: this attempt's log is of no use to anyone
+            // (concurrent replicas would otherwise leave one behind in the runtime directory
+            // at each collision).
+            let _ = std::fs::remove_dir_all(self.work);
             return anyhow::Error::new(PidCollision);
         }
         anyhow::anyhow!(

@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -252,83 +251,23 @@ fn a_mapped_copy_checkpoints_into_its_own_directory_while_another_copy_runs() {
 #[test]
 fn native_memory_freed_trimmed_and_calloced_after_a_mapped_restore_reads_zeros() {
     require_mapping!();
-    let tmp = TempDir::new("mapped-native");
-    let program = tmp.join("trim_calloc");
-    let built = Command::new("gcc")
-        .args(["-O1", "-pthread", "-o"])
-        .arg(&program)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/native/trim_calloc.c"))
-        .status()
-        .is_ok_and(|s| s.success());
+    let run = native_dump_restore(
+        "trim_calloc",
+        &[("CRAC_SHIM_MAP_PAGES", "1")],
+        "arena_mapping",
+    );
     skip_unless!(
-        built,
+        run.is_some(),
         "gcc cannot build tests/native/trim_calloc.c: run scripts/setup test"
     );
-    let go = tmp.join("go");
-    let result = tmp.join("result");
-    let image = tmp.join("img");
-    std::fs::create_dir(&image).unwrap();
-    let out = std::fs::File::create(tmp.join("out")).unwrap();
-    let mut cmd = Command::new(&program);
-    cmd.arg(&go)
-        .arg(&result)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    // SAFETY: setsid is async-signal-safe: the program leads its own session, as CRIU wants
-    // of a tree it dumps without --shell-job.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let deadline = Instant::now() + TIMEOUT;
-    while !std::fs::read_to_string(tmp.join("out"))
-        .unwrap()
-        .contains("ready")
-    {
-        assert!(Instant::now() < deadline, "the program did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let criu = bin_dir().join("criu");
-    let dump = Command::new(&criu)
-        .args(["dump", "-t", &pid.to_string(), "-D"])
-        .arg(&image)
-        .args(["-o", "dump.log", "-v4"])
-        .status()
-        .unwrap();
-    assert!(
-        dump.success(),
-        "criu dump failed: see {}",
-        image.join("dump.log").display()
-    );
-    let _ = child.wait();
-
-    std::fs::write(&go, "").unwrap();
-    let restore = Command::new(&criu)
-        .env("CRAC_SHIM_MAP_PAGES", "1")
-        .args(["restore", "-d", "-D"])
-        .arg(&image)
-        .args(["-o", "restore.log", "-v4"])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    let text = loop {
-        let text = std::fs::read_to_string(&result).unwrap_or_default();
-        if text.contains("arena_mapping") || !restore.success() || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    kill_pid(pid);
-    assert!(
-        restore.success(),
-        "criu restore failed: see {}",
-        image.join("restore.log").display()
-    );
+    let run = run.unwrap();
+    let log = std::fs::read_to_string(&run.restore_log).unwrap_or_default();
+    let tail: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Error") || l.contains("rror ("))
+        .collect();
+    assert!(run.restored, "criu restore failed: {tail:?}");
+    let text = run.result;
     // The arena was mapped from the image: the case under test.
     assert!(
         text.contains("pages-1.img"),

@@ -851,3 +851,109 @@ pub fn start_files(tmp: &TempDir, image: &Path, rules: Option<&str>, spec: &str)
     separate_temp_dir(&mut cmd, tmp);
     start_checkpointable_with(cmd, image, "Files", &[spec])
 }
+
+/// A C program of tests/native dumped and restored by the CRIU next to crac-java alone (no
+/// JVM, no launcher): what crac-shim's patches to CRIU do to a process. The program gets two
+/// paths: it prints "ready" when it may be dumped, waits after the restore until the first
+/// exists, then writes what it found to the second.
+pub struct NativeRun {
+    pub tmp: TempDir,
+    pub restored: bool,
+    /// What the restored program wrote (empty if it did not within [`TIMEOUT`]).
+    pub result: String,
+    pub restore_log: PathBuf,
+}
+
+/// Builds tests/native/NAME.c with gcc (None: gcc is missing), runs, dumps and restores it
+/// (with `restore_env` for CRIU), waits for its result (once it holds `last`), and ends it.
+pub fn native_dump_restore(
+    name: &str,
+    restore_env: &[(&str, &str)],
+    last: &str,
+) -> Option<NativeRun> {
+    use std::os::unix::process::CommandExt;
+
+    let tmp = TempDir::new(&format!("native-{name}"));
+    let program = tmp.join(name);
+    let built = Command::new("gcc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&program)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/native/{name}.c")))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        return None;
+    }
+    let go = tmp.join("go");
+    let result = tmp.join("result");
+    let image = tmp.join("img");
+    std::fs::create_dir(&image).unwrap();
+    let out = std::fs::File::create(tmp.join("out")).unwrap();
+    let mut cmd = Command::new(&program);
+    cmd.arg(&go)
+        .arg(&result)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    // SAFETY: setsid is async-signal-safe: the program leads its own session, as CRIU wants
+    // of a tree it dumps without --shell-job.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + TIMEOUT;
+    while !std::fs::read_to_string(tmp.join("out"))
+        .unwrap()
+        .contains("ready")
+    {
+        if Instant::now() > deadline {
+            kill_pid(pid);
+            let _ = child.wait();
+            panic!("tests/native/{name}.c did not start");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let criu = bin_dir().join("criu");
+    let dump = Command::new(&criu)
+        .args(["dump", "-t", &pid.to_string(), "-D"])
+        .arg(&image)
+        .args(["-o", "dump.log", "-v4"])
+        .status()
+        .unwrap();
+    if !dump.success() {
+        kill_pid(pid);
+        let _ = child.wait();
+        panic!("criu dump failed: see {}", image.join("dump.log").display());
+    }
+    let _ = child.wait();
+
+    std::fs::write(&go, "").unwrap();
+    let restore = Command::new(&criu)
+        .envs(restore_env.iter().copied())
+        .args(["restore", "-d", "-D"])
+        .arg(&image)
+        .args(["-o", "restore.log", "-v4"])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let text = loop {
+        let text = std::fs::read_to_string(&result).unwrap_or_default();
+        if text.contains(last) || !restore.success() || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The restored program has the dumped one's pid.
+    kill_pid(pid);
+    wait_gone(pid);
+    Some(NativeRun {
+        restored: restore.success(),
+        result: text,
+        restore_log: image.join("restore.log"),
+        tmp,
+    })
+}

@@ -1,7 +1,8 @@
-//! Threads of a restore (crac-shim's CRIU, `threads-untraced`): only each task's leader is
-//! traced back to the program; the other threads go back by themselves and are each seen out
-//! of the restorer before it is unmapped, and a thread that never sleeps is seized and traced
-//! out.
+//! Threads of a restore (crac-shim's CRIU, `threads-untraced`, asked for with
+//! CRAC_SHIM_UNTRACED_THREADS=1 as crac-java does when the copy has no terminal): only each
+//! task's leader is traced back to the program; the other threads go back by themselves and
+//! are each seen out of the restorer before it is unmapped, and a thread that never sleeps is
+//! seized and traced out.
 
 mod support;
 
@@ -28,7 +29,7 @@ fn threads_that_never_sleep_are_traced_out_and_every_thread_goes_on() {
         our_criu_has("threads-untraced"),
         "the CRIU next to crac-java lacks crac-shim's threads-untraced patch: run scripts/setup"
     );
-    let run = busy_threads(&[]);
+    let run = busy_threads(&[("CRAC_SHIM_UNTRACED_THREADS", "1")]);
     skip_unless!(
         run.is_some(),
         "gcc cannot build tests/native/busy_threads.c: run scripts/setup test"
@@ -60,13 +61,13 @@ fn threads_that_never_sleep_are_traced_out_and_every_thread_goes_on() {
 }
 
 #[test]
-fn with_every_thread_traced_as_upstream_every_thread_goes_on_too() {
+fn unasked_every_thread_is_traced_as_upstream_and_goes_on_too() {
     require_checkpoint!();
     skip_unless!(
         our_criu_has("threads-untraced"),
         "the CRIU next to crac-java lacks crac-shim's threads-untraced patch: run scripts/setup"
     );
-    let run = busy_threads(&[("CRAC_SHIM_TRACE_ALL_THREADS", "1")]);
+    let run = busy_threads(&[]);
     skip_unless!(
         run.is_some(),
         "gcc cannot build tests/native/busy_threads.c: run scripts/setup test"

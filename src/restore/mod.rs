@@ -206,6 +206,19 @@ const ENDS_A_RESTORE: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIG
 /// it to clean up and exit by itself, which it does after any error it can recover from.
 const STUCK_AFTER_ERROR: Duration = Duration::from_secs(3);
 
+/// Asks crac-shim's CRIU (`threads-untraced`) to trace only each task's leader back to the
+/// program, the other threads returning by themselves (4000 threads: 368 ms instead of 654).
+const UNTRACED_THREADS_ENV: &str = "CRAC_SHIM_UNTRACED_THREADS";
+
+/// Not when the copy gets a terminal: its threads run before CRIU is done with the leader,
+/// and one reading the terminal from the background (SIGTTIN) would stop them all, one still
+/// inside CRIU's restorer among them, with CRIU waiting for it.
+fn untraced_threads(criu: &crate::criu::Criu) -> bool {
+    // SAFETY: isatty only reads the descriptor's state.
+    let terminal = (0..3).any(|fd| unsafe { libc::isatty(fd) } == 1);
+    criu.has_feature("threads-untraced") && !terminal
+}
+
 /// Watches CRIU's restore log for an error after which nothing more happens.
 struct StallWatch {
     log: PathBuf,
@@ -521,6 +534,9 @@ impl Restored<'_> {
         }
         if self.pages == image::pages::PageMode::Mapped {
             command.env(image::pages::CRIU_ENV, "1");
+        }
+        if untraced_threads(criu) {
+            command.env(UNTRACED_THREADS_ENV, "1");
         }
         command.args(args).stdout(Stdio::inherit());
         self.image.held.pass_to(&mut command);

@@ -18,26 +18,28 @@ fn our_criu_has(feature: &str) -> bool {
         })
 }
 
-fn busy_threads(restore_env: &[(&str, &str)]) -> Option<NativeRun> {
-    native_dump_restore("busy_threads", restore_env, "spinners=")
+/// The restore log of tests/native/busy_threads.c restored by our CRIU with `restore_env`,
+/// once every thread of it was seen to go on (Err: why it cannot run here).
+fn busy_threads_log(restore_env: &[(&str, &str)]) -> Result<String, &'static str> {
+    if !our_criu_has("threads-untraced") {
+        return Err(
+            "the CRIU next to crac-java lacks crac-shim's threads-untraced patch: run scripts/setup",
+        );
+    }
+    let run = native_dump_restore("busy_threads", restore_env, "spinners=")
+        .ok_or("gcc cannot build tests/native/busy_threads.c: run scripts/setup test")?;
+    let log = std::fs::read_to_string(&run.restore_log).unwrap_or_default();
+    assert!(run.restored, "criu restore failed: see {log}");
+    assert_eq!(run.result, "sleepers=16 spinners=2\n", "{log}");
+    Ok(log)
 }
 
 #[test]
 fn threads_that_never_sleep_are_traced_out_and_every_thread_goes_on() {
     require_checkpoint!();
-    skip_unless!(
-        our_criu_has("threads-untraced"),
-        "the CRIU next to crac-java lacks crac-shim's threads-untraced patch: run scripts/setup"
-    );
-    let run = busy_threads(&[("CRAC_SHIM_UNTRACED_THREADS", "1")]);
-    skip_unless!(
-        run.is_some(),
-        "gcc cannot build tests/native/busy_threads.c: run scripts/setup test"
-    );
-    let run = run.unwrap();
-    let log = std::fs::read_to_string(&run.restore_log).unwrap_or_default();
-    assert!(run.restored, "criu restore failed: see {log}");
-    assert_eq!(run.result, "sleepers=16 spinners=2\n", "{log}");
+    let log = busy_threads_log(&[("CRAC_SHIM_UNTRACED_THREADS", "1")]);
+    skip_unless!(log.is_ok(), "{}", log.unwrap_err());
+    let log = log.unwrap();
     // 16 sleepers and the 2 spinners (the main thread is the traced leader): the spinners
     // are never seen asleep and must have been traced out.
     let line = log
@@ -63,18 +65,7 @@ fn threads_that_never_sleep_are_traced_out_and_every_thread_goes_on() {
 #[test]
 fn unasked_every_thread_is_traced_as_upstream_and_goes_on_too() {
     require_checkpoint!();
-    skip_unless!(
-        our_criu_has("threads-untraced"),
-        "the CRIU next to crac-java lacks crac-shim's threads-untraced patch: run scripts/setup"
-    );
-    let run = busy_threads(&[]);
-    skip_unless!(
-        run.is_some(),
-        "gcc cannot build tests/native/busy_threads.c: run scripts/setup test"
-    );
-    let run = run.unwrap();
-    let log = std::fs::read_to_string(&run.restore_log).unwrap_or_default();
-    assert!(run.restored, "criu restore failed: see {log}");
-    assert_eq!(run.result, "sleepers=16 spinners=2\n");
-    assert!(!log.contains("untraced threads seen out"), "{log}");
+    let log = busy_threads_log(&[]);
+    skip_unless!(log.is_ok(), "{}", log.unwrap_err());
+    assert!(!log.unwrap().contains("untraced threads seen out"));
 }

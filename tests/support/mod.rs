@@ -468,6 +468,25 @@ pub fn wait_gone(pid: u32) {
     }
 }
 
+/// A failed restore keeps its CRIU log for the user, in a `restore-*` directory that its
+/// one-line error names; a test that provoked it removes it.
+fn remove_named_restore_logs(err: &[String]) {
+    for line in err {
+        let Some((_, rest)) = line.split_once("(log: ") else {
+            continue;
+        };
+        let log = Path::new(rest.split(';').next().unwrap_or_default());
+        if let Some(dir) = log.parent() {
+            if dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("restore-"))
+            {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         // A failing test shows what each of its processes said on stderr.
@@ -475,6 +494,8 @@ impl Drop for Proc {
             let err = self.err.snapshot();
             let tail = &err[err.len().saturating_sub(5)..];
             eprintln!("[pid {}, {:?}] stderr: {tail:?}", self.pid, self.status);
+        } else {
+            remove_named_restore_logs(&self.err.snapshot());
         }
         if self.status.is_some() {
             return;

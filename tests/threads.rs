@@ -6,17 +6,7 @@
 
 mod support;
 
-use std::process::Command;
 use support::*;
-
-fn our_criu_has(feature: &str) -> bool {
-    Command::new(bin_dir().join("criu"))
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout).contains(&format!("crac-shim-feature: {feature}\n"))
-        })
-}
 
 /// The restore log of tests/native/busy_threads.c restored by our CRIU with `restore_env`,
 /// once every thread of it was seen to go on (Err: why it cannot run here).

@@ -214,9 +214,11 @@ const UNTRACED_THREADS_ENV: &str = "CRAC_SHIM_UNTRACED_THREADS";
 /// and one reading the terminal from the background (SIGTTIN) would stop them all, one still
 /// inside CRIU's restorer among them, with CRIU waiting for it.
 fn untraced_threads(criu: &crate::criu::Criu) -> bool {
-    // SAFETY: isatty only reads the descriptor's state.
-    let terminal = (0..3).any(|fd| unsafe { libc::isatty(fd) } == 1);
-    criu.has_feature("threads-untraced") && !terminal
+    use std::io::IsTerminal;
+    criu.has_feature("threads-untraced")
+        && !(std::io::stdin().is_terminal()
+            || std::io::stdout().is_terminal()
+            || std::io::stderr().is_terminal())
 }
 
 /// Watches CRIU's restore log for an error after which nothing more happens.

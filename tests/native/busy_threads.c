@@ -1,5 +1,5 @@
 /*
- * For tests/mapped_pages.rs: a restore whose threads are not traced back to the program
+ * For tests/threads.rs: a restore whose threads are not traced back to the program
  * (crac-shim's CRIU, threads-untraced) must still let every thread out of the restorer, the
  * ones that never sleep too: those are seized and traced out.
  *

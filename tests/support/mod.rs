@@ -873,6 +873,16 @@ pub fn start_files(tmp: &TempDir, image: &Path, rules: Option<&str>, spec: &str)
     start_checkpointable_with(cmd, image, "Files", &[spec])
 }
 
+/// Whether the CRIU next to crac-java has crac-shim's patch for `feature`.
+pub fn our_criu_has(feature: &str) -> bool {
+    Command::new(bin_dir().join("criu"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).contains(&format!("crac-shim-feature: {feature}\n"))
+        })
+}
+
 /// A C program of tests/native dumped and restored by the CRIU next to crac-java alone (no
 /// JVM, no launcher): what crac-shim's patches to CRIU do to a process. The program gets two
 /// paths: it prints "ready" when it may be dumped, waits after the restore until the first

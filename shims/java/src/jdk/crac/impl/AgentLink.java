@@ -183,16 +183,22 @@ public final class AgentLink {
      * by default), never because of a GC: dumped before that, all of it goes into the image
      * (1.5 GiB instead of 0.35 for tests/java/Garbage.java). With a short delay
      * (-XX:ZUncommitDelay=1, the JVM's own choice: crac-shim does not change it), the
-     * checkpoint waits for that, at most the delay and 2 s: until the committed heap has
-     * fallen and then stayed for 300 ms.
+     * checkpoint waits until the committed heap is down to what ZGC keeps (the used heap, or
+     * MinHeapSize if larger), at most the delay and 3 s. Not until it merely stops falling:
+     * ZGC's uncommitter wakes on whole seconds and gives back only the pages whose delay has
+     * run out, so pages freed by different GCs go back a second apart (a first drop followed
+     * by a quiet 300 ms left half the heap in the image on a loaded machine).
      */
     private static void waitForZgcUncommit(com.sun.management.HotSpotDiagnosticMXBean hotspot) {
         long delaySeconds;
+        long minHeap;
         try {
-            if (hotspot == null || !hotspot.getVMOption("UseZGC").getValue().equals("true")) {
+            if (hotspot == null || !hotspot.getVMOption("UseZGC").getValue().equals("true")
+                    || !hotspot.getVMOption("ZUncommit").getValue().equals("true")) {
                 return;
             }
             delaySeconds = Long.parseLong(hotspot.getVMOption("ZUncommitDelay").getValue());
+            minHeap = Long.parseLong(hotspot.getVMOption("MinHeapSize").getValue());
         } catch (Throwable t) {
             return;
         }
@@ -200,15 +206,12 @@ public final class AgentLink {
             return;
         }
         Runtime rt = Runtime.getRuntime();
-        long deadline = System.nanoTime() + (delaySeconds + 2) * 1_000_000_000L;
-        long last = rt.totalMemory();
-        long lastDrop = -1;
+        long deadline = System.nanoTime() + (delaySeconds + 3) * 1_000_000_000L;
         while (System.nanoTime() < deadline) {
+            long committed = rt.totalMemory();
+            long kept = Math.max(committed - rt.freeMemory(), minHeap);
             // Nothing (much) left to give back.
-            if (rt.freeMemory() < (32L << 20)) {
-                return;
-            }
-            if (lastDrop >= 0 && System.nanoTime() - lastDrop > 300_000_000L) {
+            if (committed - kept < (32L << 20)) {
                 return;
             }
             try {
@@ -216,11 +219,6 @@ public final class AgentLink {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;
-            }
-            long now = rt.totalMemory();
-            if (now < last) {
-                last = now;
-                lastDrop = System.nanoTime();
             }
         }
     }

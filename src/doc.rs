@@ -46,7 +46,9 @@ pub const CRAC_JAVA: Page = Page {
                 features (a fingerprint), %u a random UUID, %c CPU count, %m maximum heap, %g \
                 generation (1 for the first checkpoint), %% a percent sign; a width may come \
                 first (%5p), with a 0 to pad with zeros (%03g). Given with -XX:CRaCRestoreFrom, \
-                it is where the restored JVM's next checkpoint goes.",
+                it is where the restored JVM's next checkpoint goes. The JVM gets \
+                -XX:ZUncommitDelay=1 before your arguments (a delay you give wins), so that \
+                ZGC gives freed heap back before the dump and the image holds the live data.",
         },
         Item {
             term: "-XX:CRaCRestoreFrom=DIR",

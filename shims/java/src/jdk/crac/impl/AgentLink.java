@@ -181,13 +181,16 @@ public final class AgentLink {
     /**
      * ZGC gives freed heap back only once it has gone unused for ZUncommitDelay seconds (300
      * by default), never because of a GC: dumped before that, all of it goes into the image
-     * (1.5 GiB instead of 0.35 for tests/java/Garbage.java). With a short delay
-     * (-XX:ZUncommitDelay=1, the JVM's own choice: crac-shim does not change it), the
-     * checkpoint waits until the committed heap is down to what ZGC keeps (the used heap, or
-     * MinHeapSize if larger), at most the delay and 3 s. Not until it merely stops falling:
-     * ZGC's uncommitter wakes on whole seconds and gives back only the pages whose delay has
-     * run out, so pages freed by different GCs go back a second apart (a first drop followed
-     * by a quiet 300 ms left half the heap in the image on a loaded machine).
+     * (1.5 GiB instead of 0.35 for tests/java/Garbage.java). crac-java starts a checkpointable
+     * JVM with -XX:ZUncommitDelay=1 unless the user chose a delay; with a delay of at most 5 s
+     * the checkpoint waits until the committed heap is down to what ZGC keeps (the used heap,
+     * or MinHeapSize if larger). Not until it merely pauses: JDK 17's uncommitter wakes on
+     * whole seconds and gives back only the pages whose delay has run out, JDK 25's spreads
+     * the uncommit over a few cycles of the delay, so it comes in steps up to 2 s apart (a
+     * rule of "300 ms without a drop" left half the heap in the image on a loaded machine).
+     * It stops waiting when less than an eighth of the excess is left (JDK 25 halves it in each
+     * cycle, 1.5 s apart with a 1 s delay), after twice the delay and 1 s without a drop, or
+     * after four times the delay and 4 s in all.
      */
     private static void waitForZgcUncommit(com.sun.management.HotSpotDiagnosticMXBean hotspot) {
         long delaySeconds;
@@ -206,13 +209,25 @@ public final class AgentLink {
             return;
         }
         Runtime rt = Runtime.getRuntime();
-        long deadline = System.nanoTime() + (delaySeconds + 3) * 1_000_000_000L;
-        while (System.nanoTime() < deadline) {
+        long second = 1_000_000_000L;
+        long deadline = System.nanoTime() + (4 * delaySeconds + 4) * second;
+        long patience = (2 * delaySeconds + 1) * second;
+        long last = rt.totalMemory();
+        long lastDrop = System.nanoTime();
+        long excessAtStart = -1;
+        while (System.nanoTime() < deadline && System.nanoTime() - lastDrop < patience) {
             long committed = rt.totalMemory();
-            long kept = Math.max(committed - rt.freeMemory(), minHeap);
-            // Nothing (much) left to give back.
-            if (committed - kept < (32L << 20)) {
+            long excess = committed - Math.max(committed - rt.freeMemory(), minHeap);
+            if (excessAtStart < 0) {
+                excessAtStart = excess;
+            }
+            // Nothing (much) left to give back: JDK 25 halves what is left in each cycle.
+            if (excess < (32L << 20) || excess < excessAtStart / 8) {
                 return;
+            }
+            if (committed < last) {
+                last = committed;
+                lastDrop = System.nanoTime();
             }
             try {
                 Thread.sleep(20);

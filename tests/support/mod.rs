@@ -587,6 +587,7 @@ pub fn run(mut cmd: Command) -> Output {
         }
     };
     let status = child.wait().unwrap();
+    remove_named_restore_logs(&e.lines().map(str::to_owned).collect::<Vec<_>>());
     Output {
         code: status.code(),
         stdout: o,

@@ -87,7 +87,8 @@ pub const CRAC_JAVA: Page = Page {
             help: "criu_location=PATH (as -XX:CRaCEngine), args=ARGS (extra CRIU arguments, \
                 separated by spaces), keep_running=true (the JVM goes on after each checkpoint; \
                 the image restores as a separate copy), print_command=true (print each CRIU \
-                command line on stderr, and on restore whether the pages were mapped or read), \
+                command line on stderr, and on restore whether the pages were mapped or read \
+                and whether threads other than each process's leader went back untraced), \
                 lazy_pages=true (on restore: the JVM runs before its memory is back; CRIU's \
                 lazy-pages daemon hands pages in on first touch and in the background), \
                 map_pages=false (on restore: read the image's pages into memory rather than map \

@@ -46,7 +46,8 @@ Configuration options:
   criu_location=PATH   the CRIU binary (4.2 or later)
   args=ARGS            extra CRIU arguments, separated by spaces
   keep_running=BOOL    keep the JVM running after the checkpoint (default false)
-  print_command=BOOL   print each CRIU command line on stderr (default false)
+  print_command=BOOL   print each CRIU command line on stderr, and on restore the modes
+                       that run (pages, threads) (default false)
   lazy_pages=BOOL      on restore: the JVM runs before its memory is back; pages arrive
                        on first touch and in the background (default false)
   map_pages=BOOL       on restore: map the image's pages copy-on-write rather than read

@@ -94,6 +94,29 @@ pub fn join_our_group(pid: u32) {
     }
 }
 
+/// Whether our process group is in the foreground of the terminals among our stdin, stdout
+/// and stderr; None when none of them is a terminal.
+pub fn stdio_foreground() -> Option<bool> {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let terminals: Vec<std::os::fd::BorrowedFd> = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
+        .into_iter()
+        .filter(|fd| fd.is_terminal())
+        .collect();
+    if terminals.is_empty() {
+        return None;
+    }
+    let ours = nix::unistd::getpgrp();
+    Some(
+        terminals
+            .into_iter()
+            .all(|fd| nix::unistd::tcgetpgrp(fd).is_ok_and(|fg| fg == ours)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

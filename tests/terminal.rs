@@ -161,9 +161,16 @@ fn checkpoint_then_restore(t: &Terminal, image: &std::path::Path) {
     t.wait_for("the shell back", |s| s.trim_end().ends_with('$'));
     t.clear();
     t.line(&format!(
-        "{CRAC_JAVA} -XX:CRaCRestoreFrom={}",
+        "{CRAC_JAVA} -XX:CRaCEngineOptions=print_command=true -XX:CRaCRestoreFrom={}",
         image.display()
     ));
+    // With crac-shim's CRIU, the copy joins the shell's foreground group as it is restored,
+    // so its threads can go back untraced even here.
+    if our_criu_has("join-pgrp") {
+        t.wait_for("the threads' mode", |s| {
+            s.contains("its other threads go back untraced")
+        });
+    }
 }
 
 /// After the program ended: its exit status, and the terminal left in its usual modes.

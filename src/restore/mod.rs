@@ -210,16 +210,36 @@ const STUCK_AFTER_ERROR: Duration = Duration::from_secs(3);
 /// program, the other threads returning by themselves (4000 threads: 368 ms instead of 654).
 const UNTRACED_THREADS_ENV: &str = "CRAC_SHIM_UNTRACED_THREADS";
 
-/// Not when the copy gets a terminal: its threads run before CRIU is done with the leader,
-/// and one reading the terminal from the background (SIGTTIN) would stop them all, one still
-/// inside CRIU's restorer among them, with CRIU waiting for it.
-fn untraced_threads(criu: &crate::criu::Criu) -> bool {
-    use std::io::IsTerminal;
-    criu.has_feature("threads-untraced")
-        && !(std::io::stdin().is_terminal()
-            || std::io::stdout().is_terminal()
-            || std::io::stderr().is_terminal())
+/// Whether the copy's threads go back to the program untraced, and why (for print_command).
+/// Not when the copy would come back in the background of a terminal: its threads run before
+/// CRIU is done with the leader, and one reading the terminal from the background (SIGTTIN)
+/// would stop them all, one still inside CRIU's restorer among them, with CRIU waiting for it.
+/// A copy that joins our process group (`joins_our_group`) is in the foreground from the start
+/// when we are.
+fn untraced_threads(criu: &crate::criu::Criu, joins_our_group: bool) -> (bool, &'static str) {
+    if !criu.has_feature("threads-untraced") {
+        return (
+            false,
+            "every thread traced out of the restore (this CRIU lacks threads-untraced)",
+        );
+    }
+    match crate::terminal::stdio_foreground() {
+        Some(true) if !joins_our_group => (
+            false,
+            "every thread traced out of the restore (the copy comes back to a terminal outside our process group)",
+        ),
+        Some(false) => (
+            false,
+            "every thread traced out of the restore (the copy would read the terminal from the background)",
+        ),
+        _ => (
+            true,
+            "only each process's leader traced out of the restore, its other threads go back untraced",
+        ),
+    }
 }
+
+const JOIN_PGRP_ENV: &str = "CRAC_SHIM_JOIN_PGRP";
 
 /// Watches CRIU's restore log for an error after which nothing more happens.
 struct StallWatch {
@@ -537,8 +557,21 @@ impl Restored<'_> {
         if self.pages == image::pages::PageMode::Mapped {
             command.env(image::pages::CRIU_ENV, "1");
         }
-        if untraced_threads(criu) {
+        // In our PID namespace the copy ends up in our process group anyway (join_our_group):
+        // crac-shim's CRIU can put it there as it restores it. Not if our group's id is the
+        // copy's pid (CRIU refuses an id that is also in the image).
+        let joins_our_group = report.is_none()
+            && criu.has_feature("join-pgrp")
+            && nix::unistd::getpgrp().as_raw() != self.image.meta.pid as libc::pid_t;
+        if joins_our_group {
+            command.env(JOIN_PGRP_ENV, "1");
+        }
+        let (untraced, threads_mode) = untraced_threads(criu, joins_our_group);
+        if untraced {
             command.env(UNTRACED_THREADS_ENV, "1");
+        }
+        if self.print_command {
+            eprintln!("crac-java: threads: {threads_mode}");
         }
         command.args(args).stdout(Stdio::inherit());
         self.image.held.pass_to(&mut command);

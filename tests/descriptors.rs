@@ -691,3 +691,42 @@ fn locks_on_reopened_files_are_taken_again_or_the_copy_ends() {
     );
     drop(first);
 }
+
+/// A JVM in a container reads its cgroup's limit files (HotSpot, from its own threads), and
+/// one may be open at the checkpoint. Such a file is made by the kernel as it is read: its
+/// time says nothing about a change, and in another container (a replica) it is another
+/// file. The restore reopens it without refusing it as "changed since the checkpoint".
+#[test]
+fn a_cgroup_file_open_at_the_checkpoint_is_not_a_changed_file() {
+    require_checkpoint!();
+    let cgroup = std::path::PathBuf::from(format!(
+        "/sys/fs/cgroup/memory/crac-shim-test-{}",
+        std::process::id()
+    ));
+    skip_unless!(
+        std::fs::create_dir(&cgroup).is_ok(),
+        "cannot create a cgroup v1 memory group here"
+    );
+    struct Removed<'a>(&'a std::path::Path);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0);
+        }
+    }
+    let _removed = Removed(&cgroup);
+    let tmp = TempDir::new("cgroup-file");
+    let image = tmp.join("image");
+    let limit = cgroup.join("memory.limit_in_bytes");
+    let mut app = start_checkpointable(&image, "Files", &[&format!("read={}", limit.display())]);
+    app.out.wait_for("a tick", |l| tick(l).is_some());
+    checkpoint_ok(app.pid);
+    app.wait();
+    // The group made again: the same path, a new file, a later time.
+    std::fs::remove_dir(&cgroup).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::create_dir(&cgroup).unwrap();
+    let restored = restore(&image);
+    restored
+        .out
+        .wait_for("ticks after the restore", |l| tick(l).is_some());
+}

@@ -6,6 +6,7 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * Test program: writes "line N" to a file every 50 ms and prints "tick N".
+ *   read=PATH     the file is opened for reading and kept open (only ticks)
  *   write=PATH    the file is opened for writing (truncated, not append)
  *   append=PATH   the file is opened for appending (a log)
  *   rewrite=PATH  a 16-byte record is rewritten in place at offset 0 every 20 ms (RandomAccessFile)
@@ -26,6 +27,13 @@ public class Files {
                     System.out.println("tick " + (i / 5));
                 }
                 Thread.sleep(20);
+            }
+        }
+        if (spec.startsWith("read=")) {
+            java.io.FileInputStream kept = new java.io.FileInputStream(spec.substring(5));
+            for (int i = 1; kept.getFD().valid(); i++) {
+                System.out.println("tick " + i);
+                Thread.sleep(50);
             }
         }
         boolean append = spec.startsWith("append=");

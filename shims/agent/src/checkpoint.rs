@@ -553,7 +553,7 @@ fn describe_for_restore(dump: &mut Message, entries: &[scan::Entry], policy: &Po
             ),
         );
         match (e.class, e.action) {
-            (Class::ReadFile, Action::Keep) => {
+            (Class::ReadFile, Action::Keep) if !e.generated => {
                 dump.push("check_file", format!("{}:{}:{}", e.size, e.mtime, e.path))
             }
             (Class::ListeningSocket, _) => {

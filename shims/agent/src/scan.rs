@@ -27,6 +27,10 @@ pub struct Entry {
     pub size: u64,
     pub mtime: i64,
     pub offset: i64,
+    /// On procfs, sysfs or a cgroup file system: contents made by the kernel as they are read,
+    /// whose size and time say nothing about a change (a cgroup limit file a JVM in a
+    /// container reads, in another container after the restore).
+    pub generated: bool,
 }
 
 impl Entry {
@@ -302,11 +306,18 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
             continue;
         }
         let Some(st) = fstat(fd) else { continue };
-        // SAFETY: the descriptor is open (fstat succeeded) and stays open while we look.
+        // SAFETY: the descriptor was open a moment ago; if another thread closes it while we
+        // look, the calls below fail (or see what took its number), and it is skipped.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let path = fd_key(borrowed).unwrap_or_default();
-        // SAFETY: F_GETFL on an open descriptor.
+        // SAFETY: F_GETFL only reads the descriptor's flags (-1 if it is no longer open).
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // Opened and closed while we looked (HotSpot reads cgroup and /proc files from its
+        // own threads, e.g. to size its compiler threads): not open, nothing to judge. Its
+        // flags would read as -1, every bit set: "open for appending".
+        if flags == -1 || !fstat(fd).is_some_and(|now| same_file(&now, &st)) {
+            continue;
+        }
         let access = flags & libc::O_ACCMODE;
         let mut addresses = Vec::new();
         let mut socket = None;
@@ -395,6 +406,7 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
         };
         out.push(Entry {
             fd,
+            generated: is_generated(borrowed),
             class,
             path,
             flags,
@@ -409,6 +421,25 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
         });
     }
     out
+}
+
+fn same_file(a: &libc::stat, b: &libc::stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}
+
+fn is_generated(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::statfs::{
+        fstatfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC,
+    };
+    fstatfs(fd).is_ok_and(|fs| {
+        [
+            PROC_SUPER_MAGIC,
+            SYSFS_MAGIC,
+            CGROUP_SUPER_MAGIC,
+            CGROUP2_SUPER_MAGIC,
+        ]
+        .contains(&fs.filesystem_type())
+    })
 }
 
 /// True when CRIU itself reopens the file by path without checking its size: exactly
@@ -656,6 +687,7 @@ mod tests {
             size: 0,
             mtime: 0,
             offset: 0,
+            generated: false,
         }
     }
 

@@ -125,6 +125,8 @@ struct Pending {
     stream: UnixStream,
     line: Vec<u8>,
     since: std::time::Instant,
+    /// The request line is in: it is handled in this round.
+    complete: bool,
 }
 
 /// How many connections may be waiting for their request at once; more are turned away.
@@ -168,15 +170,13 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
             accept_all(open, &mut pending);
         }
         // Requests complete, in arrival order; connections past their deadline are told so.
-        let mut ready = Vec::new();
         let mut i = 0;
         while i < pending.len() {
             let readable = fds.get(i + 1).is_some_and(|f| f.revents != 0);
             let p = &mut pending[i];
-            let done = readable && read_some(p);
-            if done {
-                ready.push(pending.remove(i));
-                fds.remove(i + 1);
+            if readable && read_some(p) {
+                p.complete = true;
+                i += 1;
                 continue;
             }
             if p.since.elapsed() >= REQUEST_TIMEOUT {
@@ -194,7 +194,11 @@ fn serve(config: &Config, listener: UnixListener, path: &str, pid: u32) -> u32 {
             }
             i += 1;
         }
-        for p in ready {
+        // One at a time, the others still pending: a checkpoint that one of them starts
+        // answers them BUSY with every other waiting client (crac-jcmd asks again) rather
+        // than leaving them unanswered, and their connections out of the image.
+        while let Some(i) = pending.iter().position(|p| p.complete) {
+            let p = pending.remove(i);
             if let Some(next) = handle(config, &mut listener, path, pid, p, &mut pending) {
                 return next;
             }
@@ -217,6 +221,7 @@ fn accept_all(listener: &UnixListener, pending: &mut Vec<Pending>) {
             stream,
             line: Vec::with_capacity(64),
             since: std::time::Instant::now(),
+            complete: false,
         });
     }
 }

@@ -1,5 +1,6 @@
 //! Threads of a restore (crac-shim's CRIU, `threads-untraced`, asked for with
-//! CRAC_SHIM_UNTRACED_THREADS=1 as crac-java does when the copy has no terminal): only each
+//! CRAC_SHIM_UNTRACED_THREADS=1 as crac-java does unless the copy would come back in the
+//! background of a terminal): only each
 //! task's leader is traced back to the program; the other threads go back by themselves and
 //! are each seen out of the restorer before it is unmapped, and a thread that never sleeps is
 //! seized and traced out.

@@ -470,7 +470,7 @@ pub fn wait_gone(pid: u32) {
 
 /// A failed restore keeps its CRIU log for the user, in a `restore-*` directory that its
 /// one-line error names; a test that provoked it removes it.
-fn remove_named_restore_logs(err: &[String]) {
+fn remove_named_restore_logs<'a>(err: impl IntoIterator<Item = &'a str>) {
     for line in err {
         let Some((_, rest)) = line.split_once("(log: ") else {
             continue;
@@ -495,7 +495,7 @@ impl Drop for Proc {
             let tail = &err[err.len().saturating_sub(5)..];
             eprintln!("[pid {}, {:?}] stderr: {tail:?}", self.pid, self.status);
         } else {
-            remove_named_restore_logs(&self.err.snapshot());
+            remove_named_restore_logs(self.err.snapshot().iter().map(String::as_str));
         }
         if self.status.is_some() {
             return;
@@ -587,7 +587,7 @@ pub fn run(mut cmd: Command) -> Output {
         }
     };
     let status = child.wait().unwrap();
-    remove_named_restore_logs(&e.lines().map(str::to_owned).collect::<Vec<_>>());
+    remove_named_restore_logs(e.lines());
     Output {
         code: status.code(),
         stdout: o,

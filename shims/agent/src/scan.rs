@@ -406,7 +406,8 @@ pub fn scan(exclude: &[RawFd], policy: &Policy, ignored: &[String]) -> Vec<Entry
         };
         out.push(Entry {
             fd,
-            generated: is_generated(borrowed),
+            // Only a file kept for reading is checked for changes at restore.
+            generated: class == Class::ReadFile && is_generated(borrowed),
             class,
             path,
             flags,

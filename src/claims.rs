@@ -9,14 +9,24 @@
 //! address, is found by the bind check that follows.
 
 use anyhow::{bail, Context, Result};
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Locks held for a restored copy; released when dropped (or when this process ends).
 pub struct Claims {
-    _held: Vec<std::fs::File>,
+    held: Vec<(PathBuf, std::fs::File)>,
+}
+
+impl Drop for Claims {
+    /// The lock file goes with the lock: one file per address ever restored would pile up.
+    /// Removed while still locked, so a restore that opened it meanwhile finds, once it holds
+    /// the lock, that the name no longer leads to it (`lock_file`) and starts again.
+    fn drop(&mut self) {
+        for (path, _) in &self.held {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// The network namespace we (and the copy we restore) live in.
@@ -41,40 +51,89 @@ fn lock_name(addr: &str) -> String {
 /// Takes every address in `listens` for this process, or says who has one.
 pub fn take(runtime_dir: &Path, listens: &[String]) -> Result<Claims> {
     if listens.is_empty() {
-        return Ok(Claims { _held: Vec::new() });
+        return Ok(Claims { held: Vec::new() });
     }
     let dir = runtime_dir.join("claims");
     crate::paths::ensure_private(&dir)?;
-    let mut held = Vec::new();
+    sweep_abandoned(&dir);
+    let mut claims = Claims { held: Vec::new() };
     for addr in listens {
         let path = dir.join(lock_name(addr));
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
+        let Some(f) = lock_file(&path)? else {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
             let holder = holder.trim();
             bail!(
                 "{addr} is taken by another restored copy (crac-java pid {}{}): one copy per address and network namespace; stop that one, or restore this one in a network namespace of its own",
                 if holder.is_empty() { "unknown" } else { holder },
                 jvm_of(holder).map(|j| format!(", its JVM pid {j}")).unwrap_or_default()
             );
-        }
+        };
         // Padded, never truncated: a truncate on a journalled file system costs most of a
         // millisecond, and the reader trims.
         use std::os::unix::fs::FileExt;
         f.write_all_at(format!("{:<10}", std::process::id()).as_bytes(), 0)?;
-        held.push(f);
+        claims.held.push((path, f));
     }
-    Ok(Claims { _held: held })
+    Ok(claims)
+}
+
+/// The lock file at `path`, created if missing and locked, or None when another process holds
+/// it. A file that was removed (or replaced) between our open and our lock is not the lock any
+/// more: it is let go and the name opened again.
+fn lock_file(path: &Path) -> Result<Option<std::fs::File>> {
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Ok(None);
+        }
+        if still_named(&f, path) {
+            return Ok(Some(f));
+        }
+    }
+}
+
+/// Whether `path` still leads to the open file `f`.
+fn still_named(f: &std::fs::File, path: &Path) -> bool {
+    match (f.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// Removes the lock files no process holds: those of copies whose crac-java was killed (a
+/// lock dies with its holder, the file stays).
+fn sweep_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with("listen-") {
+            continue;
+        }
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own.
+        let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        // Removed under the lock, and only if the name is still this file: see `lock_file`.
+        if free && still_named(&f, &path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The JVM below a restoring crac-java (its last descendant).
@@ -128,5 +187,54 @@ mod tests {
             "{n}"
         );
         assert!(!super::lock_name("../../x:1").contains('/'));
+    }
+
+    fn scratch() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "crac-shim-claims-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn lock_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("claims")).map_or(0, |e| e.count())
+    }
+
+    #[test]
+    fn an_address_is_held_once_and_its_file_goes_with_it() {
+        let dir = scratch();
+        let addr = vec!["127.0.0.1:18999".to_string()];
+        let first = super::take(&dir, &addr).unwrap();
+        let second = super::take(&dir, &addr).err().expect("taken twice");
+        assert!(
+            second
+                .to_string()
+                .contains(&format!("crac-java pid {}", std::process::id())),
+            "{second}"
+        );
+        drop(first);
+        assert_eq!(lock_files(&dir), 0);
+        let again = super::take(&dir, &addr).unwrap();
+        assert_eq!(lock_files(&dir), 1);
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_left_by_killed_launchers_are_swept() {
+        let dir = scratch();
+        let held = super::take(&dir, &["127.0.0.1:18998".to_string()]).unwrap();
+        // What a SIGKILLed launcher leaves: the file, no lock.
+        let abandoned = dir.join("claims").join(super::lock_name("127.0.0.1:18997"));
+        std::fs::write(&abandoned, "1").unwrap();
+        let other = super::take(&dir, &["127.0.0.1:18996".to_string()]).unwrap();
+        assert!(!abandoned.exists());
+        assert_eq!(lock_files(&dir), 2, "the held ones stay");
+        drop((held, other));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -503,21 +503,77 @@ impl Drop for Proc {
         // The program first, so that a restoring crac-java can see it end and clean up; again
         // and again, as a restore under way may still be creating it.
         if let Some(mut c) = self.child.take() {
+            let mut attach_names = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
-                for p in descendants(self.pid) {
+                let below = descendants(self.pid);
+                // A JVM itself (crac-java exec'd it) has nothing below to let go first.
+                if below.is_empty() && is_jvm(self.pid) {
+                    attach_names.extend(attach_name(self.pid));
+                    kill_pid(self.pid);
+                }
+                for p in below {
+                    attach_names.extend(attach_name(p));
                     kill_pid(p);
                 }
                 if let Ok(Some(_)) = c.try_wait() {
+                    remove_dead_attach_sockets(&attach_names);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            for p in descendants(self.pid) {
+            for p in descendants(self.pid).into_iter().chain([self.pid]) {
+                attach_names.extend(attach_name(p));
                 kill_pid(p);
             }
-            kill_pid(self.pid);
             let _ = c.wait();
+            remove_dead_attach_sockets(&attach_names);
+        }
+    }
+}
+
+fn is_jvm(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "java")
+}
+
+/// The attach socket a JVM `pid` would make, `/tmp/.java_pid<its own pid>` (a copy in a new
+/// PID namespace names it by the pid it sees), when it shares our /tmp.
+fn attach_name(pid: u32) -> Option<PathBuf> {
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).ok()?;
+    if root != Path::new("/") {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let inner = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .to_string();
+    Some(PathBuf::from(format!("/tmp/.java_pid{inner}")))
+}
+
+/// A JVM killed outright cannot remove its attach socket (nothing else ever does): the ones
+/// the test's processes left, once nobody listens on them (a killed JVM may take a moment to
+/// close its files).
+fn remove_dead_attach_sockets(names: &[PathBuf]) {
+    use std::os::unix::fs::FileTypeExt;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for name in names {
+        loop {
+            let is_socket =
+                std::fs::symlink_metadata(name).is_ok_and(|m| m.file_type().is_socket());
+            if !is_socket {
+                break;
+            }
+            match std::os::unix::net::UnixStream::connect(name) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    let _ = std::fs::remove_file(name);
+                    break;
+                }
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => break,
+            }
         }
     }
 }

@@ -352,3 +352,26 @@ fn a_zgc_heap_shrinks_before_the_dump() {
     let mib = image_mib(&image);
     assert!(mib < 300, "the image holds {mib} MiB");
 }
+
+/// G1 gives back what its full GC freed in the background, some 100 ms after the GC: the
+/// checkpoint waits for it, and the image holds the live data rather than the garbage's pages
+/// (528 MiB without the wait).
+#[test]
+fn a_g1_heap_shrinks_before_the_dump() {
+    require_checkpoint!();
+    require_api!();
+    let tmp = TempDir::new("g1-shrink");
+    let image = tmp.join("image");
+    let mut cmd = crac_java();
+    cmd.args(["-XX:+UseG1GC", "-Xmx1g"])
+        .arg(format!("-XX:CRaCCheckpointTo={}", image.display()))
+        .arg("-cp")
+        .arg(classes())
+        .args(["Garbage", "100", "400"]);
+    let mut app = Proc::spawn(cmd);
+    app.out.wait_for("ready", |l| l == "ready");
+    checkpoint_ok(app.pid);
+    app.wait();
+    let mib = image_mib(&image);
+    assert!(mib < 300, "the image holds {mib} MiB");
+}

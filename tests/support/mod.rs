@@ -497,6 +497,38 @@ impl Drop for Proc {
         } else {
             remove_named_restore_logs(self.err.snapshot().iter().map(String::as_str));
         }
+        self.end();
+        if !std::thread::panicking() {
+            remove_restore_scratch_of(self.pid);
+        }
+    }
+}
+
+/// What a restoring crac-java killed by its test (or whose CRIU the test's clean-up killed)
+/// left in our runtime directory: its scratch directory, kept as the log of a failed restore.
+/// The test is over; the log would only stay around for a day. A directory still locked is a
+/// live launcher's (another test's, which got the pid since).
+fn remove_restore_scratch_of(launcher: u32) {
+    use std::os::fd::AsRawFd;
+    let dir = crac_shim::paths::runtime_dir();
+    let prefix = format!("restore-{launcher}-");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let Ok(handle) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+impl Proc {
+    /// Ends the process and everything below it, unless it has already ended.
+    fn end(&mut self) {
         if self.status.is_some() {
             return;
         }

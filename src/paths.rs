@@ -75,7 +75,7 @@ fn scratch_dir_in(base: &Path, prefix: &str) -> Result<(PathBuf, std::fs::File)>
 }
 
 /// Whether the launcher that made `dir` still runs: it holds the directory's lock.
-fn in_use(dir: &Path) -> bool {
+pub fn in_use(dir: &Path) -> bool {
     let Ok(f) = std::fs::File::open(dir) else {
         return false;
     };

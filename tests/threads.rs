@@ -1,9 +1,8 @@
 //! Threads of a restore (crac-shim's CRIU, `threads-untraced`, asked for with
 //! CRAC_SHIM_UNTRACED_THREADS=1 as crac-java does unless the copy would come back in the
-//! background of a terminal): only each
-//! task's leader is traced back to the program; the other threads go back by themselves and
-//! are each seen out of the restorer before it is unmapped, and a thread that never sleeps is
-//! seized and traced out.
+//! background of a terminal): only each task's leader is traced back to the program; the other
+//! threads go back by themselves and are each seen out of the restorer before it is unmapped,
+//! and a thread that never sleeps is seized and traced out.
 
 mod support;
 
@@ -58,5 +57,6 @@ fn unasked_every_thread_is_traced_as_upstream_and_goes_on_too() {
     require_checkpoint!();
     let log = busy_threads_log(&[]);
     skip_unless!(log.is_ok(), "{}", log.unwrap_err());
-    assert!(!log.unwrap().contains("untraced threads seen out"));
+    let log = log.unwrap();
+    assert!(!log.contains("untraced threads seen out"), "{log}");
 }

@@ -509,18 +509,15 @@ impl Drop for Proc {
 /// The test is over; the log would only stay around for a day. A directory still locked is a
 /// live launcher's (another test's, which got the pid since).
 fn remove_restore_scratch_of(launcher: u32) {
-    use std::os::fd::AsRawFd;
-    let dir = crac_shim::paths::runtime_dir();
     let prefix = format!("restore-{launcher}-");
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
-            continue;
-        }
-        let Ok(handle) = std::fs::File::open(entry.path()) else {
-            continue;
-        };
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+    for entry in std::fs::read_dir(crac_shim::paths::runtime_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(&prefix)
+            && !crac_shim::paths::in_use(&entry.path())
+        {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
